@@ -1,0 +1,5 @@
+//! The `nas` command.
+
+fn main() {
+    std::process::exit(tinynas::cli::main());
+}
