@@ -11,6 +11,8 @@ use std::time::Instant;
 pub(crate) enum Bench {
     /// Full cost-model evaluations per second (arch -> IR -> MACs + flash + planned arena), one core.
     Cost(CostArgs),
+    /// A whole in-memory search (default 500 generations x population 100, predictor-screened).
+    Search(super::search::BenchArgs),
     /// Supernet training images/s (sandwich step and largest subnet alone), conv time split, peak memory.
     #[cfg(feature = "supernet")]
     Train(super::bench_train::TrainArgs),
@@ -32,6 +34,7 @@ pub(crate) struct CostArgs {
 pub(crate) fn run(b: Bench) -> anyhow::Result<Outcome> {
     match b {
         Bench::Cost(a) => cost(a),
+        Bench::Search(a) => super::search::bench(a),
         #[cfg(feature = "supernet")]
         Bench::Train(a) => super::bench_train::run(a),
     }

@@ -1,0 +1,111 @@
+//! `nas train`: sandwich-rule supernet training from an experiment file.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use super::Outcome;
+use crate::supernet::DeviceChoice;
+use crate::train::{Experiment, TrainOptions, Trainer, checkpoint};
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct Args {
+    /// Experiment TOML (e.g. experiments/cifar10.toml).
+    #[arg(long)]
+    experiment: PathBuf,
+    /// Run folder for checkpoints and metrics.csv [default: runs/<experiment name>].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue from the run folder's latest checkpoint (exactly where the last completed
+    /// epoch left off); starts afresh if the folder has no checkpoint.
+    #[arg(long)]
+    resume: bool,
+    /// Compute backend: cpu, wgpu, vulkan or cuda.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Override train.epochs (with --resume: extend the run; the cosine schedule follows).
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Override train.batch_size.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Override train.lr.
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Override train.seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Override data.path.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Override data.max_train_images (0 = all).
+    #[arg(long)]
+    max_train_images: Option<usize>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
+    let device: DeviceChoice = a.device.parse()?;
+    let mut exp = Experiment::from_path(&a.experiment)?;
+    let out = a.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&exp.name));
+    let existing = checkpoint::find(&out)?;
+    if let Some(dir) = &existing {
+        if !a.resume {
+            anyhow::bail!(
+                "run folder {} already holds a checkpoint ({}): pass --resume to continue it or --out to start a new run",
+                out.display(),
+                dir.display()
+            );
+        }
+        if a.batch_size.is_some() || a.lr.is_some() || a.seed.is_some() || a.max_train_images.is_some() {
+            anyhow::bail!("--batch-size, --lr, --seed and --max-train-images cannot change a resumed run (only --epochs and --data)");
+        }
+        let meta = checkpoint::load_meta(dir)?;
+        exp = meta.experiment;
+        exp.data.path = meta.data_path;
+        eprintln!("resuming {} after epoch {}", out.display(), meta.epoch);
+    } else if a.resume {
+        eprintln!("no checkpoint in {}: starting a new run", out.display());
+    }
+    if let Some(v) = a.epochs {
+        exp.train.epochs = v;
+    }
+    if let Some(v) = a.batch_size {
+        exp.train.batch_size = v;
+    }
+    if let Some(v) = a.lr {
+        exp.train.lr = v;
+        exp.train.min_lr = exp.train.min_lr.min(v);
+    }
+    if let Some(v) = a.seed {
+        exp.train.seed = v;
+    }
+    if let Some(v) = a.data {
+        exp.data.path = v;
+    }
+    if let Some(v) = a.max_train_images {
+        exp.data.max_train_images = v;
+    }
+    exp.validate("after command-line overrides")?;
+    let opts = TrainOptions { out: out.clone(), device, resume: existing.is_some(), progress: !a.quiet };
+    let mut trainer = Trainer::new(exp, &opts).with_context(|| format!("setting up run {}", out.display()))?;
+    eprintln!(
+        "training {} on {} ({} train / {} val / {} calib images, {} steps per epoch, device {device}) into {}",
+        trainer.space.name,
+        trainer.data.len(),
+        trainer.splits.train.len(),
+        trainer.splits.val.len(),
+        trainer.splits.calib.len(),
+        trainer.steps_per_epoch(),
+        out.display()
+    );
+    if trainer.epoch >= trainer.experiment.train.epochs {
+        eprintln!("nothing to do: {} of {} epochs already done", trainer.epoch, trainer.experiment.train.epochs);
+        return Ok(Outcome::Ok);
+    }
+    trainer.run()?;
+    println!("{}", out.join("metrics.csv").display());
+    Ok(Outcome::Ok)
+}

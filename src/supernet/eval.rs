@@ -1,0 +1,117 @@
+//! Subnet evaluation: top-1 after BN recalibration, and [`SubnetEvaluator`] for the search.
+
+use std::path::Path;
+
+use burn::tensor::{Device, Tensor};
+
+use super::elastic::BnMode;
+use super::model::Supernet;
+use super::recalib::recalibrate;
+use super::{DeviceChoice, SupernetError, batch_tensor};
+use crate::arch::Arch;
+use crate::data::{Dataset, Normalization, Split, batch_from_indices, split_train_val_calib};
+use crate::ir::{Network, lower};
+use crate::space::SearchSpace;
+use crate::train::{EVAL_BATCH, TrainError, check_data, checkpoint, load_data};
+
+/// Top-1 accuracy in [0, 1] of subnet `net` (running BN statistics) over `(images, labels)`
+/// batches; 0 for no images.
+pub fn accuracy<'a>(model: &Supernet, net: &Network, batches: impl IntoIterator<Item = (Tensor<4>, &'a [u32])>) -> f64 {
+    let (mut correct, mut total) = (0usize, 0usize);
+    for (x, labels) in batches {
+        let pred = model.forward(x, net, &BnMode::Eval).argmax(1).into_data();
+        let pred: Vec<i64> = pred.iter::<i64>().collect();
+        correct += pred.iter().zip(labels).filter(|&(&p, &l)| p == l as i64).count();
+        total += labels.len();
+    }
+    if total == 0 { 0.0 } else { correct as f64 / total as f64 }
+}
+
+/// Evaluates archs of one trained supernet on fixed validation and calibration images.
+///
+/// Data is loaded and converted once; each [`SubnetEvaluator::evaluate`] recalibrates the arch's
+/// BNs on the same calibration images (so results are deterministic) and measures top-1.
+pub struct SubnetEvaluator {
+    model: Supernet,
+    space: SearchSpace,
+    calib: Vec<Tensor<4>>,
+    val: Vec<(Tensor<4>, Vec<u32>)>,
+}
+
+impl SubnetEvaluator {
+    /// Load checkpoint `checkpoint` (a run folder or a checkpoint folder) onto `device`; validate
+    /// on the run's held-out validation images of `data` (default: the run's data path), or on
+    /// the official test split with `split = Split::Test`; recalibrate on the first `calib`
+    /// calibration images.
+    pub fn new(checkpoint: &Path, data: Option<&Path>, split: Split, calib: usize, device: DeviceChoice) -> Result<Self, TrainError> {
+        if calib == 0 {
+            return Err(TrainError::Config("--calib 0: BN recalibration needs at least 1 image".into()));
+        }
+        let dir = checkpoint::require(checkpoint)?;
+        let meta = checkpoint::load_meta(&dir)?;
+        let device = device.device()?;
+        let model = checkpoint::load_model(&dir, &meta, &device)?;
+        let data_path = data.map(Path::to_path_buf).unwrap_or_else(|| meta.data_path.clone());
+        let train = load_data(&data_path, Split::Train)?;
+        check_data(&train, &meta.space)?;
+        let exp = &meta.experiment;
+        let splits = split_train_val_calib(&train, exp.data.val_fraction, calib, exp.train.seed)
+            .map_err(|source| TrainError::Data { path: data_path.clone(), source })?;
+        let calib_batches = to_batches(&train, &splits.calib, &meta.normalization, &device);
+        let val = match split {
+            Split::Train => to_labelled(&train, &splits.val, &meta.normalization, &device),
+            Split::Test => {
+                let test = load_data(&data_path, Split::Test)?;
+                check_data(&test, &meta.space)?;
+                let all: Vec<usize> = (0..test.len()).collect();
+                to_labelled(&test, &all, &meta.normalization, &device)
+            }
+        };
+        Ok(SubnetEvaluator { model, space: meta.space, calib: calib_batches, val })
+    }
+
+    /// An evaluator over an in-memory model and data (images in `dataset` at `val` / `calib`).
+    pub fn from_parts(
+        model: Supernet,
+        space: SearchSpace,
+        dataset: &Dataset,
+        val: &[usize],
+        calib: &[usize],
+        norm: &Normalization,
+        device: &Device,
+    ) -> Self {
+        SubnetEvaluator { model, space, calib: to_batches(dataset, calib, norm, device), val: to_labelled(dataset, val, norm, device) }
+    }
+
+    /// The supernet's space.
+    pub fn space(&self) -> &SearchSpace {
+        &self.space
+    }
+
+    /// Number of validation images.
+    pub fn val_images(&self) -> usize {
+        self.val.iter().map(|(_, l)| l.len()).sum()
+    }
+
+    /// Top-1 in [0, 1] of `arch` after BN recalibration.
+    pub fn evaluate(&self, arch: &Arch) -> Result<f64, SupernetError> {
+        arch.validate(&self.space, "<arch>").map_err(|e| SupernetError::Mismatch { layer: "arch".into(), message: e.to_string() })?;
+        let net = lower(arch, &self.space);
+        self.model.check(&net)?;
+        recalibrate(&self.model, &net, self.calib.iter().cloned());
+        Ok(accuracy(&self.model, &net, self.val.iter().map(|(x, l)| (x.clone(), l.as_slice()))))
+    }
+}
+
+fn to_batches(ds: &Dataset, idx: &[usize], norm: &Normalization, device: &Device) -> Vec<Tensor<4>> {
+    idx.chunks(EVAL_BATCH).map(|c| batch_tensor(&batch_from_indices(ds, c, norm), device)).collect()
+}
+
+fn to_labelled(ds: &Dataset, idx: &[usize], norm: &Normalization, device: &Device) -> Vec<(Tensor<4>, Vec<u32>)> {
+    idx.chunks(EVAL_BATCH)
+        .map(|c| {
+            let b = batch_from_indices(ds, c, norm);
+            (batch_tensor(&b, device), b.labels)
+        })
+        .collect()
+}

@@ -1,0 +1,131 @@
+//! The weight-shared elastic supernet (burn), BN recalibration and subnet evaluation.
+//!
+//! The supernet holds the largest weights of a [`crate::space::SearchSpace`]; any arch of the
+//! space runs by walking its lowered [`crate::ir::Network`], so the trained subnet is exactly the
+//! network the cost model and the exporters see (same layers, same TFLite-SAME padding).
+//!
+//! | module | what |
+//! |---|---|
+//! | [`elastic`] | sliced convs, elastic-kernel depthwise, dynamic BatchNorm |
+//! | [`model`] | [`Supernet`]: construction, forward over an IR network |
+//! | [`recalib`] | OFA-style BN recalibration of one subnet |
+//! | [`eval`] | top-1 evaluation and [`SubnetEvaluator`] for the search |
+
+pub mod elastic;
+pub mod eval;
+pub mod model;
+pub mod recalib;
+
+use std::fmt;
+use std::str::FromStr;
+
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+
+pub use elastic::BnMode;
+pub use eval::{SubnetEvaluator, accuracy};
+pub use model::Supernet;
+pub use recalib::recalibrate;
+
+/// Errors of the supernet library.
+#[derive(Debug, thiserror::Error)]
+pub enum SupernetError {
+    /// The requested backend is not compiled into this build.
+    #[error("this build has no {backend} backend: rebuild with --features {backend}")]
+    BackendNotCompiled {
+        /// Backend name as given.
+        backend: &'static str,
+    },
+    /// An unknown `--device` value.
+    #[error("unknown device '{0}', expected one of cpu, wgpu, vulkan, cuda")]
+    UnknownDevice(String),
+    /// A network does not fit the supernet's weights.
+    #[error("layer {layer} does not fit the supernet: {message}")]
+    Mismatch {
+        /// Layer name (`s2.b1.dw`).
+        layer: String,
+        /// What does not fit.
+        message: String,
+    },
+    /// A data batch does not match the space.
+    #[error("data does not match the search space: {0}")]
+    Data(String),
+}
+
+/// Compute backend chosen at run time (`--device`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceChoice {
+    /// Pure-Rust CPU backend (burn-flex).
+    #[default]
+    Cpu,
+    /// WebGPU / wgpu, any graphics API (build with `--features wgpu`).
+    Wgpu,
+    /// wgpu pinned to Vulkan (build with `--features vulkan`).
+    Vulkan,
+    /// CUDA (build with `--features cuda`).
+    Cuda,
+}
+
+impl FromStr for DeviceChoice {
+    type Err = SupernetError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "cpu" | "flex" => Ok(DeviceChoice::Cpu),
+            "wgpu" => Ok(DeviceChoice::Wgpu),
+            "vulkan" => Ok(DeviceChoice::Vulkan),
+            "cuda" => Ok(DeviceChoice::Cuda),
+            _ => Err(SupernetError::UnknownDevice(s.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for DeviceChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DeviceChoice::Cpu => "cpu",
+            DeviceChoice::Wgpu => "wgpu",
+            DeviceChoice::Vulkan => "vulkan",
+            DeviceChoice::Cuda => "cuda",
+        })
+    }
+}
+
+impl DeviceChoice {
+    /// The inference device (no autodiff); call `.autodiff()` on it for training.
+    pub fn device(self) -> Result<Device, SupernetError> {
+        match self {
+            DeviceChoice::Cpu => Ok(Device::flex()),
+            DeviceChoice::Wgpu => {
+                #[cfg(feature = "wgpu")]
+                return Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice));
+                #[cfg(not(feature = "wgpu"))]
+                Err(SupernetError::BackendNotCompiled { backend: "wgpu" })
+            }
+            DeviceChoice::Vulkan => {
+                #[cfg(feature = "vulkan")]
+                return Ok(Device::vulkan(burn::tensor::DeviceKind::DefaultDevice));
+                #[cfg(not(feature = "vulkan"))]
+                Err(SupernetError::BackendNotCompiled { backend: "vulkan" })
+            }
+            DeviceChoice::Cuda => {
+                #[cfg(feature = "cuda")]
+                return Ok(Device::cuda(0));
+                #[cfg(not(feature = "cuda"))]
+                Err(SupernetError::BackendNotCompiled { backend: "cuda" })
+            }
+        }
+    }
+}
+
+/// Turn a data batch (NCHW `f32`) into a tensor on `device`.
+pub fn batch_tensor(batch: &crate::data::Batch, device: &Device) -> Tensor4 {
+    burn::tensor::Tensor::from_data(burn::tensor::TensorData::new(batch.images.clone(), [batch.n, batch.c, batch.h, batch.w]), device)
+}
+
+/// Shorthand for a rank-4 float tensor.
+pub type Tensor4 = burn::tensor::Tensor<4>;
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -1,0 +1,147 @@
+//! Checkpoints: one folder per completed epoch, written under a temporary name and renamed into
+//! place, plus a `latest` pointer replaced the same way. A killed run therefore always leaves a
+//! complete checkpoint of its last completed epoch.
+
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::optim::ModuleOptimizer;
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+
+use super::TrainError;
+use super::experiment::Experiment;
+use crate::data::Normalization;
+use crate::space::SearchSpace;
+use crate::supernet::Supernet;
+
+/// Format version of [`CheckpointMeta`].
+pub const CHECKPOINT_VERSION: u32 = 1;
+const META: &str = "meta.json";
+const MODEL: &str = "model.bpk";
+const OPTIM: &str = "optim.bpk";
+const LATEST: &str = "latest";
+/// Completed-epoch checkpoints kept in a run folder.
+const KEEP: usize = 2;
+
+/// Everything besides tensors needed to resume a run or to evaluate its subnets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointMeta {
+    /// [`CHECKPOINT_VERSION`].
+    pub version: u32,
+    /// Completed epochs; training resumes at this epoch index.
+    pub epoch: usize,
+    /// Completed optimiser steps.
+    pub step: usize,
+    /// The experiment as run (after command-line overrides).
+    pub experiment: Experiment,
+    /// The space, embedded so the checkpoint stands alone.
+    pub space: SearchSpace,
+    /// Input normalisation computed from the training indices.
+    pub normalization: Normalization,
+    /// Resolved data path used for training.
+    pub data_path: PathBuf,
+}
+
+/// Write the checkpoint of a completed epoch into `run_dir/checkpoints/epoch-NNNN` atomically,
+/// point `run_dir/latest` at it and prune older ones. Returns the checkpoint folder.
+pub fn save(run_dir: &Path, model: &Supernet, optim: &ModuleOptimizer, meta: &CheckpointMeta) -> Result<PathBuf, TrainError> {
+    let root = run_dir.join("checkpoints");
+    let name = format!("epoch-{:04}", meta.epoch);
+    let dir = root.join(&name);
+    let tmp = root.join(format!(".{name}.tmp"));
+    let io = |path: &Path, e: std::io::Error| TrainError::Io { path: path.to_path_buf(), message: e.to_string() };
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
+    model.clone().save_file(tmp.join(MODEL)).map_err(|e| TrainError::Record { path: tmp.join(MODEL), message: e.to_string() })?;
+    optim.save(tmp.join(OPTIM)).map_err(|e| TrainError::Record { path: tmp.join(OPTIM), message: e.to_string() })?;
+    let json = serde_json::to_string_pretty(meta).expect("meta serialises");
+    std::fs::write(tmp.join(META), json).map_err(|e| io(&tmp.join(META), e))?;
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(|e| io(&dir, e))?;
+    }
+    std::fs::rename(&tmp, &dir).map_err(|e| io(&dir, e))?;
+    let latest_tmp = run_dir.join(".latest.tmp");
+    std::fs::write(&latest_tmp, format!("checkpoints/{name}\n")).map_err(|e| io(&latest_tmp, e))?;
+    std::fs::rename(&latest_tmp, run_dir.join(LATEST)).map_err(|e| io(&run_dir.join(LATEST), e))?;
+    prune(&root, KEEP);
+    Ok(dir)
+}
+
+fn prune(root: &Path, keep: usize) {
+    let Ok(entries) = std::fs::read_dir(root) else { return };
+    let mut names: Vec<String> =
+        entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with("epoch-")).collect();
+    names.sort();
+    let drop = names.len().saturating_sub(keep);
+    for n in &names[..drop] {
+        // Failing to prune an old checkpoint only costs disk space.
+        let _ = std::fs::remove_dir_all(root.join(n));
+    }
+}
+
+/// The checkpoint folder `path` designates: a checkpoint folder itself (holding `meta.json`) or
+/// a run folder (its `latest` checkpoint). `Ok(None)` for a run folder without checkpoints.
+pub fn find(path: &Path) -> Result<Option<PathBuf>, TrainError> {
+    if path.join(META).is_file() {
+        return Ok(Some(path.to_path_buf()));
+    }
+    let latest = path.join(LATEST);
+    if latest.is_file() {
+        let rel = std::fs::read_to_string(&latest).map_err(|e| TrainError::Io { path: latest.clone(), message: e.to_string() })?;
+        let dir = path.join(rel.trim());
+        if dir.join(META).is_file() {
+            return Ok(Some(dir));
+        }
+        return Err(TrainError::Checkpoint { path: latest, message: format!("points at {}, which holds no {META}", dir.display()) });
+    }
+    if path.is_dir() || !path.exists() {
+        return Ok(None);
+    }
+    Err(TrainError::Checkpoint {
+        path: path.to_path_buf(),
+        message: "expected a run folder or a checkpoint folder (holding meta.json)".into(),
+    })
+}
+
+/// Like [`find`], but a missing checkpoint is an error.
+pub fn require(path: &Path) -> Result<PathBuf, TrainError> {
+    if !path.exists() {
+        return Err(TrainError::Checkpoint { path: path.to_path_buf(), message: "does not exist".into() });
+    }
+    find(path)?.ok_or_else(|| TrainError::Checkpoint {
+        path: path.to_path_buf(),
+        message: format!("no checkpoint here: expected {META} or a `{LATEST}` file"),
+    })
+}
+
+/// Read the metadata of checkpoint folder `dir`.
+pub fn load_meta(dir: &Path) -> Result<CheckpointMeta, TrainError> {
+    let path = dir.join(META);
+    let text = std::fs::read_to_string(&path).map_err(|e| TrainError::Io { path: path.clone(), message: e.to_string() })?;
+    let meta: CheckpointMeta =
+        serde_json::from_str(&text).map_err(|e| TrainError::Checkpoint { path: path.clone(), message: e.to_string() })?;
+    if meta.version != CHECKPOINT_VERSION {
+        return Err(TrainError::Checkpoint { path, message: format!("version {}, expected {CHECKPOINT_VERSION}", meta.version) });
+    }
+    Ok(meta)
+}
+
+/// Load the supernet weights of checkpoint folder `dir` onto `device`.
+pub fn load_model(dir: &Path, meta: &CheckpointMeta, device: &Device) -> Result<Supernet, TrainError> {
+    let path = dir.join(MODEL);
+    if !path.is_file() {
+        return Err(TrainError::Checkpoint { path, message: "missing".into() });
+    }
+    Supernet::new(&meta.space, meta.experiment.train.seed, device)
+        .try_load_file(&path)
+        .map_err(|e| TrainError::Record { path, message: e.to_string() })
+}
+
+/// Load the optimiser state of checkpoint folder `dir` into `optim` (built for the same model).
+pub fn load_optim(dir: &Path, optim: ModuleOptimizer) -> Result<ModuleOptimizer, TrainError> {
+    let path = dir.join(OPTIM);
+    optim.load(&path).map_err(|e| TrainError::Record { path, message: e.to_string() })
+}

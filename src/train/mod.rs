@@ -1,0 +1,525 @@
+//! Sandwich-rule supernet training with in-place distillation (BigNAS / AttentiveNAS style).
+//!
+//! Each step trains the largest subnet on the labels (label smoothing), then the smallest and N
+//! random subnets on the largest subnet's detached soft outputs; the gradients of all of them are
+//! summed into one optimiser step. Every random draw (data order, augmentation, sampled subnets)
+//! is a pure function of `(seed, epoch, step)`, so a run resumed from the checkpoint of epoch k
+//! continues exactly as the uninterrupted run would have.
+
+pub mod checkpoint;
+pub mod experiment;
+pub mod schedule;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use burn::module::{Module, ParamGroup};
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::tensor::{Device, Tensor, TensorData, activation};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::arch::Arch;
+use crate::data::augment::derive_seed;
+use crate::data::{
+    AugmentConfig, Batch, Dataset, Loader, LoaderConfig, Normalization, Split, Splits, batch_from_indices, split_train_val_calib,
+};
+use crate::ir::{Network, lower};
+use crate::space::SearchSpace;
+use crate::supernet::{BnMode, DeviceChoice, Supernet, SupernetError, accuracy, batch_tensor, recalibrate};
+pub use checkpoint::CheckpointMeta;
+pub use experiment::{DataConfig, Experiment, OptimizerKind, TrainConfig};
+
+/// Stream tag of the per-step subnet sampling.
+const SUBNET_STREAM: u64 = 0x5355_424e_4554; // "SUBNET"
+/// Images per forward pass when calibrating or validating.
+pub const EVAL_BATCH: usize = 200;
+
+/// Errors of training, checkpoints and experiments.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A file could not be read or written.
+    #[error("{path}: {message}")]
+    Io {
+        /// File or folder.
+        path: PathBuf,
+        /// OS error.
+        message: String,
+    },
+    /// A bad experiment or option value.
+    #[error("{0}")]
+    Config(String),
+    /// A checkpoint is missing or inconsistent.
+    #[error("checkpoint {path}: {message}")]
+    Checkpoint {
+        /// Offending path.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// burn could not read or write a tensor record.
+    #[error("tensor record {path}: {message}")]
+    Record {
+        /// Record file.
+        path: PathBuf,
+        /// burn's message.
+        message: String,
+    },
+    /// Dataset loading failed.
+    #[error("dataset {path}: {source}")]
+    Data {
+        /// Dataset path.
+        path: PathBuf,
+        /// Reader error.
+        source: crate::data::DataError,
+    },
+    /// Supernet error (device, shapes).
+    #[error(transparent)]
+    Supernet(#[from] SupernetError),
+}
+
+/// Run-time options of [`Trainer`] besides the experiment.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    /// Run folder (checkpoints, `metrics.csv`).
+    pub out: PathBuf,
+    /// Backend.
+    pub device: DeviceChoice,
+    /// Continue from the run folder's latest checkpoint.
+    pub resume: bool,
+    /// Draw a progress bar on stderr.
+    pub progress: bool,
+}
+
+/// Losses of one sandwich step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepStats {
+    /// Label-smoothed cross-entropy of the largest subnet.
+    pub loss_largest: f32,
+    /// Mean distillation loss of the other subnets.
+    pub loss_distill: f32,
+}
+
+/// Summary of one epoch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EpochStats {
+    /// 0-based epoch index.
+    pub epoch: usize,
+    /// Mean largest-subnet loss.
+    pub loss_largest: f64,
+    /// Mean distillation loss.
+    pub loss_distill: f64,
+    /// Validation top-1 of the smallest subnet (after BN recalibration), in [0, 1].
+    pub val_smallest: f64,
+    /// Validation top-1 of the largest subnet (after BN recalibration), in [0, 1].
+    pub val_largest: f64,
+    /// Training images per second.
+    pub images_per_s: f64,
+    /// Learning rate at the end of the epoch.
+    pub lr: f64,
+}
+
+/// Label-smoothed one-hot targets `[n, classes]`.
+pub fn smoothed_targets(labels: &[u32], classes: usize, smoothing: f64, device: &Device) -> Tensor<2> {
+    let off = (smoothing / classes as f64) as f32;
+    let on = (1.0 - smoothing) as f32 + off;
+    let mut v = vec![off; labels.len() * classes];
+    for (i, &l) in labels.iter().enumerate() {
+        v[i * classes + l as usize] = on;
+    }
+    Tensor::from_data(TensorData::new(v, [labels.len(), classes]), device)
+}
+
+/// Cross-entropy against target probabilities, averaged over the batch.
+pub fn soft_cross_entropy(logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
+    let n = logits.dims()[0];
+    (activation::log_softmax(logits, 1) * targets).sum().mul_scalar(-1.0 / n as f64)
+}
+
+/// Build the optimiser: weight decay on conv and linear weights only.
+pub fn build_optimizer(cfg: &TrainConfig, model: &Supernet) -> ModuleOptimizer {
+    let no_decay = ParamGroup::from_ids(model.no_decay_param_ids());
+    match cfg.optimizer {
+        OptimizerKind::Sgd => {
+            // burn's dampening default is 0.1; PyTorch's (and the recipes') is 0.
+            let momentum = MomentumConfig::new().with_momentum(cfg.momentum).with_dampening(0.0).with_nesterov(true);
+            let decay = (cfg.weight_decay > 0.0).then(|| WeightDecayConfig::new(cfg.weight_decay as f32));
+            let with_decay = SgdConfig::new().with_momentum(Some(momentum.clone())).with_weight_decay(decay);
+            let without = SgdConfig::new().with_momentum(Some(momentum));
+            with_decay.init().with_group(no_decay, without.build(), None)
+        }
+        OptimizerKind::Adamw => {
+            let with_decay = AdamWConfig::new().with_weight_decay(cfg.weight_decay as f32);
+            let without = AdamWConfig::new().with_weight_decay(0.0);
+            with_decay.init().with_group(no_decay, without.build(), None)
+        }
+    }
+}
+
+/// Load `split` of the dataset at `path`, naming the path in errors.
+pub fn load_data(path: &Path, split: Split) -> Result<Dataset, TrainError> {
+    crate::data::load_dataset(path, split).map_err(|source| TrainError::Data { path: path.to_path_buf(), source })
+}
+
+/// Check that a dataset fits a space (channels, classes).
+pub fn check_data(ds: &Dataset, space: &SearchSpace) -> Result<(), SupernetError> {
+    if ds.channels != space.input_channels {
+        return Err(SupernetError::Data(format!(
+            "images have {} channels, space `{}` expects input_channels = {}",
+            ds.channels, space.name, space.input_channels
+        )));
+    }
+    if ds.num_classes() > space.num_classes {
+        return Err(SupernetError::Data(format!(
+            "dataset has {} classes, space `{}` has num_classes = {}",
+            ds.num_classes(),
+            space.name,
+            space.num_classes
+        )));
+    }
+    Ok(())
+}
+
+/// The subnets of one sandwich step: smallest, then `n` random archs drawn from
+/// `(seed, epoch, step)`.
+pub fn step_subnets(space: &SearchSpace, seed: u64, epoch: usize, step: usize, n: usize) -> Vec<Arch> {
+    let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(derive_seed(seed, SUBNET_STREAM, epoch as u64), step as u64, 0));
+    let mut archs = vec![Arch::smallest(space)];
+    archs.extend((0..n).map(|_| Arch::sample(space, &mut rng)));
+    archs
+}
+
+/// A supernet training run.
+pub struct Trainer {
+    /// The experiment as run.
+    pub experiment: Experiment,
+    /// Its space.
+    pub space: SearchSpace,
+    /// The supernet (on the autodiff device).
+    pub model: Supernet,
+    optim: ModuleOptimizer,
+    device: Device,
+    /// Training data (official training split).
+    pub data: Arc<Dataset>,
+    /// Train / validation / calibration indices into `data`.
+    pub splits: Splits,
+    /// Input normalisation.
+    pub normalization: Normalization,
+    augment: AugmentConfig,
+    data_path: PathBuf,
+    /// Completed epochs.
+    pub epoch: usize,
+    /// Completed optimiser steps.
+    pub step: usize,
+    out: PathBuf,
+    progress: bool,
+    largest: Network,
+    smallest: Network,
+}
+
+impl Trainer {
+    /// Load the data and build (or, with `opts.resume`, restore) a run.
+    ///
+    /// On resume the model, optimiser state, space, normalisation and counters come from the
+    /// run folder's latest checkpoint; `experiment` should be the checkpoint's experiment (see
+    /// [`CheckpointMeta::experiment`]), possibly with more epochs, or the run is not exact.
+    pub fn new(experiment: Experiment, opts: &TrainOptions) -> Result<Self, TrainError> {
+        let data_path = experiment.data_path();
+        let data = load_data(&data_path, Split::Train)?;
+        Self::with_data(experiment, data, data_path, opts)
+    }
+
+    /// Like [`Trainer::new`] with an already loaded training split.
+    pub fn with_data(experiment: Experiment, data: Dataset, data_path: PathBuf, opts: &TrainOptions) -> Result<Self, TrainError> {
+        let inference = opts.device.device()?;
+        let device = inference.clone().autodiff();
+        let resume_from = if opts.resume { checkpoint::find(&opts.out)? } else { None };
+        let meta = match &resume_from {
+            Some(dir) => Some(checkpoint::load_meta(dir)?),
+            None => None,
+        };
+        let space = match &meta {
+            Some(m) => m.space.clone(),
+            None => experiment.load_space()?,
+        };
+        check_data(&data, &space)?;
+        let mut data = data;
+        if experiment.data.max_train_images > 0 && experiment.data.max_train_images < data.len() {
+            // Capping before the split keeps it stratified over the images actually used.
+            let split = split_train_val_calib(&data, 0.0, 0, experiment.train.seed)
+                .map_err(|source| TrainError::Data { path: data_path.clone(), source })?;
+            let mut keep = crate::data::epoch_order(&split.train, true, experiment.train.seed, u64::MAX);
+            keep.truncate(experiment.data.max_train_images);
+            keep.sort_unstable();
+            data = data.subset(&keep).map_err(|source| TrainError::Data { path: data_path.clone(), source })?;
+        }
+        let splits = split_train_val_calib(&data, experiment.data.val_fraction, experiment.data.calib_images, experiment.train.seed)
+            .map_err(|source| TrainError::Data { path: data_path.clone(), source })?;
+        if splits.train.len() < experiment.train.batch_size {
+            return Err(TrainError::Config(format!(
+                "{} training images after the validation split, fewer than batch_size = {}",
+                splits.train.len(),
+                experiment.train.batch_size
+            )));
+        }
+        let normalization = match &meta {
+            Some(m) => m.normalization.clone(),
+            None => Normalization::from_dataset(&data, Some(&splits.train))
+                .map_err(|source| TrainError::Data { path: data_path.clone(), source })?,
+        };
+        let mut augment = AugmentConfig::for_dataset(&data);
+        if let Some(p) = experiment.data.augment_pad {
+            augment.pad = p;
+        }
+        if let Some(f) = experiment.data.hflip {
+            augment.hflip = f;
+        }
+        let (model, epoch, step) = match (&resume_from, &meta) {
+            (Some(dir), Some(m)) => (checkpoint::load_model(dir, m, &device)?, m.epoch, m.step),
+            _ => (Supernet::new(&space, experiment.train.seed, &device), 0, 0),
+        };
+        let mut optim = build_optimizer(&experiment.train, &model);
+        if let Some(dir) = &resume_from {
+            optim = checkpoint::load_optim(dir, optim)?;
+        }
+        let largest = lower(&Arch::largest(&space), &space);
+        let smallest = lower(&Arch::smallest(&space), &space);
+        model.check(&largest)?;
+        Ok(Trainer {
+            experiment,
+            space,
+            model,
+            optim,
+            device,
+            data: Arc::new(data),
+            splits,
+            normalization,
+            augment,
+            data_path,
+            epoch,
+            step,
+            out: opts.out.clone(),
+            progress: opts.progress,
+            largest,
+            smallest,
+        })
+    }
+
+    /// Steps per epoch.
+    pub fn steps_per_epoch(&self) -> usize {
+        // The last partial batch is dropped: BN statistics of a handful of images are noise.
+        self.splits.train.len() / self.experiment.train.batch_size
+    }
+
+    /// Learning rate of global step `step`.
+    pub fn lr_at(&self, step: usize) -> f64 {
+        let t = &self.experiment.train;
+        let spe = self.steps_per_epoch();
+        let warmup = (t.warmup_epochs * spe as f64).round() as usize;
+        schedule::lr_at(step, t.epochs * spe, warmup, t.lr, t.min_lr)
+    }
+
+    /// Loader over the training batches of `epoch`, starting at batch `start`.
+    pub fn loader(&self, epoch: usize, start: usize) -> Result<Loader, TrainError> {
+        let mut cfg = LoaderConfig::train(self.experiment.train.batch_size, self.augment, self.experiment.train.seed, epoch as u64);
+        cfg.drop_last = true;
+        cfg.start_batch = start;
+        Loader::new(Arc::clone(&self.data), self.splits.train.clone(), self.normalization.clone(), cfg)
+            .map_err(|source| TrainError::Data { path: self.data_path.clone(), source })
+    }
+
+    /// One sandwich step on `batch` (step `step_in_epoch` of `epoch`) at learning rate `lr`.
+    pub fn train_step(&mut self, batch: &Batch, epoch: usize, step_in_epoch: usize, lr: f64) -> Result<StepStats, TrainError> {
+        let t = &self.experiment.train;
+        let x = batch_tensor(batch, &self.device);
+        let targets = smoothed_targets(&batch.labels, self.space.num_classes, t.label_smoothing, &self.device);
+        let mut acc = GradientsAccumulator::<Supernet>::new();
+
+        let logits = self.model.forward(x.clone(), &self.largest, &BnMode::Train);
+        let teacher = activation::softmax(logits.clone().detach(), 1);
+        let loss = soft_cross_entropy(logits, targets);
+        let loss_largest: f32 = loss.clone().into_scalar();
+        acc.accumulate(&self.model, GradientsParams::from_grads(loss.backward(), &self.model));
+
+        let archs = step_subnets(&self.space, t.seed, epoch, step_in_epoch, t.random_subnets);
+        let mut distill = 0f32;
+        for (i, arch) in archs.iter().enumerate() {
+            let net = if i == 0 { self.smallest.clone() } else { lower(arch, &self.space) };
+            let logits = self.model.forward(x.clone(), &net, &BnMode::Train);
+            let loss = soft_cross_entropy(logits, teacher.clone());
+            distill += loss.clone().into_scalar::<f32>();
+            acc.accumulate(&self.model, GradientsParams::from_grads(loss.backward(), &self.model));
+        }
+        self.model = self.optim.step(lr, self.model.clone(), acc.grads());
+        self.step += 1;
+        Ok(StepStats { loss_largest, loss_distill: distill / archs.len() as f32 })
+    }
+
+    /// One step of the largest subnet alone on the labels (for benchmarks and baselines).
+    pub fn train_step_largest(&mut self, batch: &Batch, lr: f64) -> f32 {
+        let x = batch_tensor(batch, &self.device);
+        let targets = smoothed_targets(&batch.labels, self.space.num_classes, self.experiment.train.label_smoothing, &self.device);
+        let loss = soft_cross_entropy(self.model.forward(x, &self.largest, &BnMode::Train), targets);
+        let value: f32 = loss.clone().into_scalar();
+        let grads = GradientsParams::from_grads(loss.backward(), &self.model);
+        self.model = self.optim.step(lr, self.model.clone(), grads);
+        self.step += 1;
+        value
+    }
+
+    /// The autodiff device the model trains on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Calibration and validation batches (un-augmented, `EVAL_BATCH` images each).
+    pub fn eval_batches(&self, device: &Device) -> (Vec<Tensor<4>>, Vec<(Tensor<4>, Vec<u32>)>) {
+        let calib = self
+            .splits
+            .calib
+            .chunks(EVAL_BATCH)
+            .map(|idx| batch_tensor(&batch_from_indices(&self.data, idx, &self.normalization), device))
+            .collect();
+        let mut val_idx = self.splits.val.clone();
+        if self.experiment.data.max_val_images > 0 {
+            val_idx.truncate(self.experiment.data.max_val_images);
+        }
+        let val = val_idx
+            .chunks(EVAL_BATCH)
+            .map(|idx| {
+                let b = batch_from_indices(&self.data, idx, &self.normalization);
+                (batch_tensor(&b, device), b.labels)
+            })
+            .collect();
+        (calib, val)
+    }
+
+    /// Validation top-1 of the smallest and the largest subnet, each after BN recalibration on
+    /// the calibration images. The training model's statistics are not touched.
+    pub fn validate(&self) -> (f64, f64) {
+        let model = self.model.valid();
+        let device = self.device.clone().inner();
+        let (calib, val) = self.eval_batches(&device);
+        let mut out = [0.0; 2];
+        for (slot, net) in out.iter_mut().zip([&self.smallest, &self.largest]) {
+            recalibrate(&model, net, calib.iter().cloned());
+            *slot = accuracy(&model, net, val.iter().map(|(x, l)| (x.clone(), l.as_slice())));
+        }
+        (out[0], out[1])
+    }
+
+    /// Train one epoch (index `self.epoch`), validate, append to `metrics.csv` and checkpoint.
+    pub fn run_epoch(&mut self) -> Result<EpochStats, TrainError> {
+        let epoch = self.epoch;
+        let spe = self.steps_per_epoch();
+        let bar = if self.progress { indicatif::ProgressBar::new(spe as u64) } else { indicatif::ProgressBar::hidden() };
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(format!("{}/{}", epoch + 1, self.experiment.train.epochs));
+        let start = Instant::now();
+        let (mut sum_l, mut sum_d, mut images) = (0f64, 0f64, 0usize);
+        let mut lr = self.lr_at(self.step);
+        for (i, batch) in self.loader(epoch, 0)?.enumerate() {
+            lr = self.lr_at(epoch * spe + i);
+            let s = self.train_step(&batch, epoch, i, lr)?;
+            if !(s.loss_largest.is_finite() && s.loss_distill.is_finite()) {
+                return Err(TrainError::Config(format!(
+                    "loss diverged (largest {}, distill {}) at epoch {epoch} step {i}: lower train.lr (now {})",
+                    s.loss_largest, s.loss_distill, self.experiment.train.lr
+                )));
+            }
+            sum_l += s.loss_largest as f64;
+            sum_d += s.loss_distill as f64;
+            images += batch.n;
+            let ips = images as f64 / start.elapsed().as_secs_f64();
+            bar.set_message(format!("loss {:.3} kd {:.3} lr {lr:.4} {ips:.0} img/s", sum_l / (i + 1) as f64, sum_d / (i + 1) as f64));
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        let images_per_s = images as f64 / start.elapsed().as_secs_f64();
+        let (val_smallest, val_largest) = self.validate();
+        self.epoch += 1;
+        let stats = EpochStats {
+            epoch,
+            loss_largest: sum_l / spe.max(1) as f64,
+            loss_distill: sum_d / spe.max(1) as f64,
+            val_smallest,
+            val_largest,
+            images_per_s,
+            lr,
+        };
+        self.append_metrics(&stats, start.elapsed().as_secs_f64())?;
+        self.save_checkpoint()?;
+        Ok(stats)
+    }
+
+    /// Train the remaining epochs; prints one line per epoch on stderr.
+    pub fn run(&mut self) -> Result<Vec<EpochStats>, TrainError> {
+        let mut all = Vec::new();
+        while self.epoch < self.experiment.train.epochs {
+            let s = self.run_epoch()?;
+            eprintln!(
+                "epoch {}/{}: loss {:.4} kd {:.4} | val top-1 smallest {:.2}% largest {:.2}% | {:.0} img/s",
+                s.epoch + 1,
+                self.experiment.train.epochs,
+                s.loss_largest,
+                s.loss_distill,
+                100.0 * s.val_smallest,
+                100.0 * s.val_largest,
+                s.images_per_s
+            );
+            all.push(s);
+        }
+        Ok(all)
+    }
+
+    fn append_metrics(&self, s: &EpochStats, seconds: f64) -> Result<(), TrainError> {
+        let path = self.out.join("metrics.csv");
+        let io = |e: std::io::Error| TrainError::Io { path: path.clone(), message: e.to_string() };
+        std::fs::create_dir_all(&self.out).map_err(|e| TrainError::Io { path: self.out.clone(), message: e.to_string() })?;
+        let new = !path.exists();
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(io)?;
+        if new {
+            writeln!(f, "epoch,lr,train_loss_largest,train_loss_distill,val_top1_smallest,val_top1_largest,images_per_s,seconds")
+                .map_err(io)?;
+        }
+        writeln!(
+            f,
+            "{},{:.6},{:.5},{:.5},{:.5},{:.5},{:.1},{:.1}",
+            s.epoch + 1,
+            s.lr,
+            s.loss_largest,
+            s.loss_distill,
+            s.val_smallest,
+            s.val_largest,
+            s.images_per_s,
+            seconds
+        )
+        .map_err(io)?;
+        Ok(())
+    }
+
+    /// Write the checkpoint of the completed epochs into the run folder.
+    pub fn save_checkpoint(&self) -> Result<PathBuf, TrainError> {
+        let meta = CheckpointMeta {
+            version: checkpoint::CHECKPOINT_VERSION,
+            epoch: self.epoch,
+            step: self.step,
+            experiment: self.experiment.clone(),
+            space: self.space.clone(),
+            normalization: self.normalization.clone(),
+            data_path: self.data_path.clone(),
+        };
+        checkpoint::save(&self.out, &self.model, &self.optim, &meta)
+    }
+}
+
+#[cfg(test)]
+mod tests;
