@@ -29,6 +29,10 @@ pub(crate) struct TrainArgs {
     /// Compute backend: cpu, wgpu, vulkan or cuda.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Only time depthwise conv forward+backward, burn's grouped conv2d vs the hand-written op,
+    /// on fixed realistic shapes (batch from --batch-size).
+    #[arg(long)]
+    depthwise: bool,
 }
 
 /// Peak resident memory of this process in KiB (VmHWM), if the OS reports it.
@@ -43,6 +47,9 @@ pub(crate) fn run(a: TrainArgs) -> anyhow::Result<Outcome> {
         anyhow::bail!("--batch-size must be at least 2 and --steps at least 1 (got {} and {})", a.batch_size, a.steps);
     }
     let device: DeviceChoice = a.device.parse()?;
+    if a.depthwise {
+        return bench_depthwise(&a, device);
+    }
     let space = crate::space::resolve(&a.space)?;
     let r = *space.resolutions.last().expect("validated");
     let c = space.input_channels;
@@ -111,7 +118,11 @@ pub(crate) fn run(a: TrainArgs) -> anyhow::Result<Outcome> {
         let x: Tensor<4> = Tensor::random([a.batch_size, s.c, s.h, s.w], Distribution::Normal(0.0, 1.0), &dev).require_grad();
         let w: Tensor<4> = Tensor::random(w_shape, Distribution::Normal(0.0, 0.1), &dev).require_grad();
         let run = || {
-            let y = crate::supernet::elastic::conv_padded(x.clone(), w.clone(), stride, padding, groups);
+            let y = if kind == 0 {
+                crate::supernet::depthwise::depthwise_conv2d(x.clone(), w.clone(), stride, padding)
+            } else {
+                crate::supernet::elastic::conv_padded(x.clone(), w.clone(), stride, padding, groups)
+            };
             let g = y.sum().backward();
             std::hint::black_box(w.grad(&g));
         };
@@ -131,5 +142,43 @@ pub(crate) fn run(a: TrainArgs) -> anyhow::Result<Outcome> {
         println!("peak memory (VmHWM) {:.0} MiB", kib as f64 / 1024.0);
     }
     let _ = std::fs::remove_dir_all(&tmp);
+    Ok(Outcome::Ok)
+}
+
+/// `--depthwise`: forward+backward of one depthwise conv per shape, both implementations.
+fn bench_depthwise(a: &TrainArgs, device: DeviceChoice) -> anyhow::Result<Outcome> {
+    use crate::supernet::depthwise::{DepthwiseImpl, depthwise_conv2d_with};
+    let dev = device.device()?.autodiff();
+    let b = a.batch_size;
+    // (channels, size, kernel, stride)
+    let shapes =
+        [(96, 16, 7, 1), (96, 16, 5, 2), (144, 8, 7, 1), (288, 4, 3, 1), (16, 32, 3, 1), (48, 32, 7, 2), (240, 4, 7, 1), (576, 2, 7, 1)];
+    println!("depthwise conv forward+backward, batch {b}, device {device}, {} timed runs each (ms per run)", a.steps);
+    println!("{:<28} {:>9} {:>9} {:>8}", "shape", "burn", "fast", "speed-up");
+    let (mut total_old, mut total_new) = (0f64, 0f64);
+    for (c, hw, k, stride) in shapes {
+        let (padding, _, _) = crate::ir::Padding::same(hw, hw, k, stride);
+        let x: Tensor<4> = Tensor::random([b, c, hw, hw], Distribution::Normal(0.0, 1.0), &dev).require_grad();
+        let w: Tensor<4> = Tensor::random([c, 1, k, k], Distribution::Normal(0.0, 0.1), &dev).require_grad();
+        let time = |imp: DepthwiseImpl| {
+            let run = || {
+                let y = depthwise_conv2d_with(x.clone(), w.clone(), stride, padding, imp);
+                let g = y.sum().backward();
+                std::hint::black_box((x.grad(&g), w.grad(&g)));
+            };
+            run();
+            let start = Instant::now();
+            for _ in 0..a.steps {
+                run();
+            }
+            start.elapsed().as_secs_f64() / a.steps as f64
+        };
+        let (old, new) = (time(DepthwiseImpl::Burn), time(DepthwiseImpl::Fast));
+        total_old += old;
+        total_new += new;
+        let name = format!("[{b},{c},{hw},{hw}] k{k} s{stride}");
+        println!("{name:<28} {:>9.1} {:>9.1} {:>7.1}x", 1e3 * old, 1e3 * new, old / new.max(1e-12));
+    }
+    println!("{:<28} {:>9.1} {:>9.1} {:>7.1}x", "total", 1e3 * total_old, 1e3 * total_new, total_old / total_new.max(1e-12));
     Ok(Outcome::Ok)
 }

@@ -16,10 +16,10 @@ pub(crate) struct Args {
     /// Board whose SRAM and flash are the budget.
     #[arg(long, default_value = "stm32f746")]
     board: String,
-    /// SRAM budget, overriding the board's (e.g. 256k).
+    /// SRAM budget, overriding the board's: 256k, 256KB, 256KiB, 0.5M or bytes (K = 1024).
     #[arg(long, value_parser = size_arg)]
     sram: Option<u64>,
-    /// Flash budget, overriding the board's (e.g. 1m).
+    /// Flash budget, overriding the board's: 1m, 1MB, 1024k or bytes (M = 1024 x 1024).
     #[arg(long, value_parser = size_arg)]
     flash: Option<u64>,
     /// Search space file; default: the shipped space the arch names.

@@ -239,6 +239,6 @@ impl ElasticDepthwise {
     pub fn forward(&self, x: Tensor<4>, k: usize, stride: usize, p: Padding, mode: &BnMode) -> Tensor<4> {
         let c = x.dims()[1];
         let w = self.kernel(c, k);
-        self.bn.forward(conv_padded(x, w, stride, p, c), mode)
+        self.bn.forward(super::depthwise::depthwise_conv2d(x, w, stride, p), mode)
     }
 }

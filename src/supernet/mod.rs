@@ -6,11 +6,13 @@
 //!
 //! | module | what |
 //! |---|---|
+//! | [`depthwise`] | hand-written CPU (flex) depthwise conv forward and backward |
 //! | [`elastic`] | sliced convs, elastic-kernel depthwise, dynamic BatchNorm |
 //! | [`model`] | [`Supernet`]: construction, forward over an IR network |
 //! | [`recalib`] | OFA-style BN recalibration of one subnet |
 //! | [`eval`] | top-1 evaluation and [`SubnetEvaluator`] for the search |
 
+pub mod depthwise;
 pub mod elastic;
 pub mod eval;
 pub mod model;

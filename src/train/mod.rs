@@ -439,7 +439,13 @@ impl Trainer {
             sum_d += s.loss_distill as f64;
             images += batch.n;
             let ips = images as f64 / start.elapsed().as_secs_f64();
-            bar.set_message(format!("loss {:.3} kd {:.3} lr {lr:.4} {ips:.0} img/s", sum_l / (i + 1) as f64, sum_d / (i + 1) as f64));
+            let msg = format!("loss {:.3} kd {:.3} lr {lr:.4} {ips:.0} img/s", sum_l / (i + 1) as f64, sum_d / (i + 1) as f64);
+            // Without a terminal the bar draws nothing: log a line now and then so a run in the
+            // background (nohup, CI) still shows where it is.
+            if self.progress && bar.is_hidden() && (i + 1) % 50 == 0 {
+                eprintln!("epoch {}/{} step {}/{spe}: {msg}", epoch + 1, self.experiment.train.epochs, i + 1);
+            }
+            bar.set_message(msg);
             bar.inc(1);
         }
         bar.finish_and_clear();
