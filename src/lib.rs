@@ -1,0 +1,52 @@
+//! tinynas: hardware-aware neural architecture search for microcontrollers.
+//!
+//! Data flows through one representation: a [`space::SearchSpace`] (TOML) defines the choices,
+//! an [`arch::Arch`] picks one subnet, [`ir::lower`] turns it into an [`ir::Network`] (ordered
+//! layers over NHWC tensors), and everything downstream reads that network: [`cost`] (MACs,
+//! flash, planned SRAM arena), the supernet, the search and the exporters.
+//!
+//! | module | what it is | depends on |
+//! |---|---|---|
+//! | `size` | human byte sizes (`256k`, `1MB`) | - |
+//! | `space` | search spaces as data | - |
+//! | `arch` | one subnet; sampling, mutation, crossover | space |
+//! | `ir` | the layer list every consumer reads | arch, space |
+//! | `cost` | MACs, params, flash, arena plan | ir |
+//! | `board` | boards as data | size |
+//! | `data` | datasets, augmentation, batching | - |
+//! | `predictor` | accuracy predictors (MLP on a one-hot arch encoding) | arch, space; burn for training |
+//! | `search` | NSGA-II under budgets, latency estimate, archive, outputs | cost, board, predictor |
+//! | `plot` | report plots (plotters) | search |
+//! | `cli` | the `nas` command | all |
+
+#![warn(missing_docs)]
+
+pub mod arch;
+pub mod board;
+pub mod cli;
+pub mod cost;
+pub mod ir;
+pub mod size;
+pub mod space;
+
+use std::path::PathBuf;
+
+/// Folders searched, in order, for shipped assets (`search_spaces/`, `latency_tables/`,
+/// `experiments/`): the current directory, then the folders above the running executable, then
+/// the crate's source tree when it was built from one.
+pub fn asset_roots() -> Vec<PathBuf> {
+    let mut roots = vec![PathBuf::from(".")];
+    if let Ok(exe) = std::env::current_exe() {
+        roots.extend(exe.ancestors().skip(1).take(4).map(PathBuf::from));
+    }
+    roots.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    roots
+}
+pub mod data;
+pub mod plot;
+pub mod predictor;
+pub mod search;
+#[cfg(feature = "supernet")]
+pub mod supernet;
+#[cfg(feature = "supernet")]
+pub mod train;

@@ -1,0 +1,331 @@
+//! Building an accuracy predictor: measure (arch, top-1) pairs on a trained supernet after
+//! BatchNorm recalibration, then fit the MLP (burn, Adam, mean squared error) on 80% of them and
+//! report RMSE and Kendall tau on the held-out 20%.
+
+use super::{Dense, Encoding, MlpFile, MlpPredictor, PREDICTOR_FORMAT, PredictorMetrics, PredictorSource, kendall_tau};
+use crate::arch::Arch;
+use crate::data::{Split, split_train_val_calib};
+use crate::space::SearchSpace;
+use crate::supernet::{DeviceChoice, SubnetEvaluator};
+use crate::train::{TrainError, check_data, checkpoint, load_data};
+use burn::module::{Module, Param};
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::tensor::module::linear;
+use burn::tensor::{Device, Tensor, TensorData, activation};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::Path;
+
+/// One measured subnet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pair {
+    /// The subnet.
+    pub arch: Arch,
+    /// Top-1 (fraction) after BN recalibration.
+    pub acc: f64,
+}
+
+/// A supernet opened for measuring, with what it measures on.
+pub struct Measurer {
+    /// The evaluator.
+    pub evaluator: SubnetEvaluator,
+    /// Provenance for the predictor file.
+    pub source: PredictorSource,
+}
+
+/// Open `checkpoint` (run or checkpoint folder) to measure subnets on at most `max_val` of the
+/// run's held-out validation images (0 = all), recalibrating BN on `calib` training images.
+pub fn open(checkpoint: &Path, data: Option<&Path>, calib: usize, max_val: usize, device: DeviceChoice) -> Result<Measurer, TrainError> {
+    if calib == 0 {
+        return Err(TrainError::Config("--calib 0: BN recalibration needs at least 1 image".into()));
+    }
+    let dir = checkpoint::require(checkpoint)?;
+    let meta = checkpoint::load_meta(&dir)?;
+    let dev = device.device()?;
+    let model = checkpoint::load_model(&dir, &meta, &dev)?;
+    let data_path = data.map(Path::to_path_buf).unwrap_or_else(|| meta.data_path.clone());
+    let train = load_data(&data_path, Split::Train)?;
+    check_data(&train, &meta.space)?;
+    let exp = &meta.experiment;
+    let splits = split_train_val_calib(&train, exp.data.val_fraction, calib, exp.train.seed)
+        .map_err(|source| TrainError::Data { path: data_path.clone(), source })?;
+    let mut val = splits.val.clone();
+    if max_val > 0 {
+        val.truncate(max_val);
+    }
+    if val.is_empty() {
+        return Err(TrainError::Config(format!(
+            "supernet {}: its run has no validation images (data.val_fraction = 0)",
+            checkpoint.display()
+        )));
+    }
+    let n_val = val.len();
+    let evaluator = SubnetEvaluator::from_parts(model, meta.space.clone(), &train, &val, &splits.calib, &meta.normalization, &dev);
+    Ok(Measurer {
+        evaluator,
+        source: PredictorSource {
+            supernet: checkpoint.display().to_string(),
+            measured_on: format!("{n_val} held-out validation images of {}", data_path.display()),
+            calib_images: calib,
+        },
+    })
+}
+
+/// The archs to measure: smallest, largest, then distinct uniform samples (seeded).
+pub fn sample_archs(space: &SearchSpace, n: usize, seed: u64) -> Vec<Arch> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::with_capacity(n);
+    for a in [Arch::smallest(space), Arch::largest(space)] {
+        if out.len() < n && seen.insert(a.clone()) {
+            out.push(a);
+        }
+    }
+    let mut attempts = 0;
+    while out.len() < n && attempts < 100 * n {
+        attempts += 1;
+        let a = Arch::sample(space, &mut rng);
+        if seen.insert(a.clone()) {
+            out.push(a);
+        }
+    }
+    out
+}
+
+/// Measure `archs`, reusing and extending the cache `cache` (JSON lines, one [`Pair`] each,
+/// after a header naming the supernet): a killed build resumes where it stopped.
+pub fn measure(m: &Measurer, archs: &[Arch], cache: &Path, progress: bool) -> Result<Vec<Pair>, TrainError> {
+    let io = |e: std::io::Error| TrainError::Io { path: cache.to_path_buf(), message: e.to_string() };
+    let header = serde_json::to_string(&m.source).expect("source serialises");
+    let mut known: std::collections::HashMap<Arch, f64> = std::collections::HashMap::new();
+    if let Ok(text) = std::fs::read_to_string(cache) {
+        let mut lines = text.lines();
+        if lines.next() == Some(header.as_str()) {
+            for line in lines {
+                // A torn last line (killed mid-write) is skipped and re-measured.
+                if let Ok(p) = serde_json::from_str::<Pair>(line) {
+                    known.insert(p.arch, p.acc);
+                }
+            }
+        }
+    }
+    let mut f = std::fs::File::create(cache).map_err(io)?;
+    writeln!(f, "{header}").map_err(io)?;
+    for (a, acc) in &known {
+        writeln!(f, "{}", serde_json::to_string(&Pair { arch: a.clone(), acc: *acc }).expect("pair")).map_err(io)?;
+    }
+    let todo = archs.iter().filter(|a| !known.contains_key(*a)).count();
+    let bar = if progress { indicatif::ProgressBar::new(todo as u64) } else { indicatif::ProgressBar::hidden() };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} subnets measured, eta {eta}").expect("template"),
+    );
+    let mut out = Vec::with_capacity(archs.len());
+    for a in archs {
+        let acc = match known.get(a) {
+            Some(acc) => *acc,
+            None => {
+                let acc = m.evaluator.evaluate(a)?;
+                writeln!(f, "{}", serde_json::to_string(&Pair { arch: a.clone(), acc }).expect("pair")).map_err(io)?;
+                f.flush().map_err(io)?;
+                bar.inc(1);
+                acc
+            }
+        };
+        out.push(Pair { arch: a.clone(), acc });
+    }
+    bar.finish_and_clear();
+    Ok(out)
+}
+
+/// MLP fitting settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FitConfig {
+    /// Hidden layer widths (OFA: 400, 400, 400).
+    pub hidden: Vec<usize>,
+    /// Passes over the training pairs.
+    pub epochs: usize,
+    /// Adam learning rate.
+    pub lr: f64,
+    /// Pairs per step.
+    pub batch: usize,
+    /// Seed of the split, the initial weights and the batch order.
+    pub seed: u64,
+}
+
+impl Default for FitConfig {
+    fn default() -> Self {
+        FitConfig { hidden: vec![400, 400, 400], epochs: 300, lr: 1e-3, batch: 64, seed: 0 }
+    }
+}
+
+/// The MLP being trained.
+#[derive(Module, Debug)]
+pub struct MlpModel {
+    /// `[in, out]` weights per layer.
+    pub weights: Vec<Param<Tensor<2>>>,
+    /// Biases per layer.
+    pub biases: Vec<Param<Tensor<1>>>,
+}
+
+impl MlpModel {
+    /// Layers of `widths`; the model is trained on standardised targets, so the output starts
+    /// near 0, the mean (OFA initialises the output bias to the mean accuracy for the same reason).
+    fn new(widths: &[usize], rng: &mut ChaCha8Rng, device: &Device) -> Self {
+        let mut weights = Vec::new();
+        let mut biases = Vec::new();
+        for (i, w) in widths.windows(2).enumerate() {
+            let last = i + 2 == widths.len();
+            // He-uniform for the ReLU layers; a small output layer.
+            let bound = if last { 0.1 / (w[0] as f64).sqrt() } else { (6.0 / w[0] as f64).sqrt() };
+            let values: Vec<f32> = (0..w[0] * w[1]).map(|_| rng.random_range(-bound..bound) as f32).collect();
+            weights.push(Param::from_tensor(Tensor::from_data(TensorData::new(values, [w[0], w[1]]), device)));
+            biases.push(Param::from_tensor(Tensor::from_data(TensorData::new(vec![0.0f32; w[1]], [w[1]]), device)));
+        }
+        MlpModel { weights, biases }
+    }
+
+    /// `[n, in]` encodings to `[n, 1]` predictions.
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        let n = self.weights.len();
+        let mut h = x;
+        for (i, (w, b)) in self.weights.iter().zip(&self.biases).enumerate() {
+            h = linear(h, w.val(), Some(b.val()));
+            if i + 1 < n {
+                h = activation::relu(h);
+            }
+        }
+        h
+    }
+
+    /// The layers as plain weights, with the target standardisation folded into the output
+    /// layer so the exported MLP predicts top-1 directly.
+    fn export(&self, mean: f64, std: f64) -> Vec<Dense> {
+        let n = self.weights.len();
+        self.weights
+            .iter()
+            .zip(&self.biases)
+            .enumerate()
+            .map(|(i, (w, b))| {
+                let d = w.val().dims();
+                let mut weight = w.val().into_data().try_to_vec::<f32>().expect("f32 weights");
+                let mut bias = b.val().into_data().try_to_vec::<f32>().expect("f32 bias");
+                if i + 1 == n {
+                    weight.iter_mut().for_each(|v| *v = (*v as f64 * std) as f32);
+                    bias.iter_mut().for_each(|v| *v = (*v as f64 * std + mean) as f32);
+                }
+                Dense { inputs: d[0], outputs: d[1], weight, bias }
+            })
+            .collect()
+    }
+}
+
+/// Fit the predictor on 80% of `pairs` (seeded split) and measure it on the other 20%.
+pub fn fit(space: &SearchSpace, pairs: &[Pair], cfg: &FitConfig, source: PredictorSource) -> Result<MlpFile, TrainError> {
+    if pairs.len() < 10 {
+        return Err(TrainError::Config(format!("{} measured subnets: need at least 10 for an 80/20 split", pairs.len())));
+    }
+    if cfg.epochs == 0 || cfg.batch == 0 || cfg.hidden.contains(&0) {
+        return Err(TrainError::Config("epochs, batch size and hidden widths must be positive".into()));
+    }
+    let enc = Encoding::new(space);
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    let mut order: Vec<usize> = (0..pairs.len()).collect();
+    order.shuffle(&mut rng);
+    let n_test = (pairs.len() as f64 * 0.2).round() as usize;
+    let (test, train) = order.split_at(n_test);
+    let mean = train.iter().map(|&i| pairs[i].acc).sum::<f64>() / train.len() as f64;
+    let var = train.iter().map(|&i| (pairs[i].acc - mean).powi(2)).sum::<f64>() / train.len() as f64;
+    let std = var.sqrt().max(1e-4);
+
+    let device = DeviceChoice::Cpu.device()?.autodiff();
+    let mut widths = vec![enc.dim()];
+    widths.extend_from_slice(&cfg.hidden);
+    widths.push(1);
+    let mut model = MlpModel::new(&widths, &mut rng, &device);
+    let mut optim = AdamConfig::new().init();
+    let dim = enc.dim();
+    let batch_of = |idx: &[usize]| {
+        let mut x = Vec::with_capacity(idx.len() * dim);
+        let mut y = Vec::with_capacity(idx.len());
+        for &i in idx {
+            x.extend(enc.encode(&pairs[i].arch));
+            y.push(((pairs[i].acc - mean) / std) as f32);
+        }
+        (
+            Tensor::<2>::from_data(TensorData::new(x, [idx.len(), dim]), &device),
+            Tensor::<2>::from_data(TensorData::new(y, [idx.len(), 1]), &device),
+        )
+    };
+    let mut train_order = train.to_vec();
+    for epoch in 0..cfg.epochs {
+        train_order.shuffle(&mut rng);
+        // Cosine decay to 0 over the run.
+        let lr = cfg.lr * 0.5 * (1.0 + (std::f64::consts::PI * epoch as f64 / cfg.epochs as f64).cos());
+        for chunk in train_order.chunks(cfg.batch) {
+            let (x, y) = batch_of(chunk);
+            let diff = model.forward(x) - y;
+            let loss = (diff.clone() * diff).mean();
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(lr, model, grads);
+        }
+    }
+    let mut file = MlpFile {
+        format: PREDICTOR_FORMAT.into(),
+        version: 1,
+        space: space.name.clone(),
+        input_dim: dim,
+        layers: model.export(mean, std),
+        metrics: PredictorMetrics {
+            train_samples: train.len(),
+            test_samples: test.len(),
+            rmse_pp: None,
+            kendall_tau: None,
+            mean_acc: pairs.iter().map(|p| p.acc).sum::<f64>() / pairs.len() as f64,
+        },
+        source,
+    };
+    // Held-out figures with the exported weights and the plain-Rust inference the search uses.
+    let predictor = MlpPredictor::new(file.clone(), space, Path::new("<new>")).map_err(|e| TrainError::Config(e.to_string()))?;
+    let archs: Vec<Arch> = test.iter().map(|&i| pairs[i].arch.clone()).collect();
+    let pred = super::AccuracyModel::predict(&predictor, &archs);
+    let truth: Vec<f64> = test.iter().map(|&i| pairs[i].acc).collect();
+    let mse = pred.iter().zip(&truth).map(|(p, t)| (p - t).powi(2)).sum::<f64>() / truth.len().max(1) as f64;
+    file.metrics.rmse_pp = Some(100.0 * mse.sqrt());
+    file.metrics.kendall_tau = Some(kendall_tau(&pred, &truth));
+    Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fits_a_smooth_function_of_the_arch() {
+        let space = crate::space::resolve("cifar").unwrap();
+        let archs = sample_archs(&space, 300, 1);
+        assert_eq!(archs.len(), 300);
+        assert_eq!(archs[0], Arch::smallest(&space));
+        // A synthetic "accuracy": more blocks, bigger kernels, wider, higher resolution = better.
+        let pairs: Vec<Pair> = archs
+            .iter()
+            .map(|a| {
+                let blocks: usize = a.depths().iter().sum();
+                let k: usize = a.stages.iter().flatten().map(|b| b.kernel + b.expand).sum();
+                Pair {
+                    arch: a.clone(),
+                    acc: 0.5 + 0.005 * blocks as f64 + 0.001 * k as f64 + 0.1 * a.width_mult + 0.002 * a.resolution as f64,
+                }
+            })
+            .collect();
+        let cfg = FitConfig { hidden: vec![64, 64], epochs: 100, ..FitConfig::default() };
+        let src = PredictorSource { supernet: "synthetic".into(), measured_on: "formula".into(), calib_images: 0 };
+        let file = fit(&space, &pairs, &cfg, src).unwrap();
+        let m = file.metrics;
+        assert_eq!((m.train_samples, m.test_samples), (240, 60));
+        assert!(m.rmse_pp.unwrap() < 2.0, "{m:?}");
+        assert!(m.kendall_tau.unwrap() > 0.7, "{m:?}");
+    }
+}

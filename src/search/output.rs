@@ -1,0 +1,243 @@
+//! What a search leaves in its run folder: `archive.parquet` / `archive.csv` (every evaluated
+//! arch), `pareto.json` (the front with per-layer memory), `hypervolume.csv`, and the summary
+//! table printed at the end. Every file is written to a temporary name and renamed into place.
+
+use super::{Search, write_atomic};
+use crate::cost::{CostModel, EngineProfile};
+use crate::ir::LayerKind;
+use crate::size::Human;
+use polars::prelude::*;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Measured top-1 (fraction) of archive records, by archive index.
+pub type Measured = BTreeMap<usize, f64>;
+
+/// An output file could not be written.
+#[derive(Debug, thiserror::Error)]
+#[error("writing {path}: {message}")]
+pub struct OutputError {
+    /// File.
+    pub path: String,
+    /// Cause.
+    pub message: String,
+}
+
+fn out_err(path: &Path, e: impl std::fmt::Display) -> OutputError {
+    OutputError { path: path.display().to_string(), message: e.to_string() }
+}
+
+/// The archive as a table: one row per evaluated arch.
+pub fn archive_frame(search: &Search, pareto: &[usize], measured: &Measured) -> PolarsResult<DataFrame> {
+    let recs = &search.archive.records;
+    let in_front: std::collections::HashSet<usize> = pareto.iter().copied().collect();
+    let col_u64 = |name: &str, f: &dyn Fn(usize) -> u64| Column::new(name.into(), (0..recs.len()).map(f).collect::<Vec<u64>>());
+    let cols = vec![
+        Column::new("id".into(), (0..recs.len() as u64).collect::<Vec<u64>>()),
+        col_u64("generation", &|i| recs[i].generation as u64),
+        Column::new("feasible".into(), recs.iter().map(|r| r.feasible).collect::<Vec<bool>>()),
+        Column::new("repaired".into(), recs.iter().map(|r| r.repaired).collect::<Vec<bool>>()),
+        Column::new("is_pareto".into(), (0..recs.len()).map(|i| in_front.contains(&i)).collect::<Vec<bool>>()),
+        Column::new("acc_predicted".into(), recs.iter().map(|r| r.metrics.acc_predicted).collect::<Vec<Option<f64>>>()),
+        Column::new("acc_measured".into(), (0..recs.len()).map(|i| measured.get(&i).copied()).collect::<Vec<Option<f64>>>()),
+        Column::new("latency_ms_estimate".into(), recs.iter().map(|r| r.metrics.latency_ms).collect::<Vec<f64>>()),
+        col_u64("sram", &|i| recs[i].metrics.sram),
+        col_u64("arena", &|i| recs[i].metrics.arena),
+        col_u64("flash", &|i| recs[i].metrics.flash),
+        col_u64("macs", &|i| recs[i].metrics.macs),
+        col_u64("params", &|i| recs[i].metrics.params),
+        Column::new("width_mult".into(), recs.iter().map(|r| r.arch.width_mult).collect::<Vec<f64>>()),
+        col_u64("resolution", &|i| recs[i].arch.resolution as u64),
+        Column::new(
+            "depths".into(),
+            recs.iter().map(|r| r.arch.depths().iter().map(|d| d.to_string()).collect::<Vec<_>>().join("-")).collect::<Vec<String>>(),
+        ),
+        Column::new("arch".into(), recs.iter().map(|r| serde_json::to_string(&r.arch).expect("arch serialises")).collect::<Vec<String>>()),
+    ];
+    DataFrame::new(recs.len(), cols)
+}
+
+/// Write `df` as CSV and Parquet next to each other (`stem.csv`, `stem.parquet`).
+pub fn write_frame(df: &mut DataFrame, dir: &Path, stem: &str) -> Result<(), OutputError> {
+    let csv = dir.join(format!("{stem}.csv"));
+    let mut bytes = Vec::new();
+    CsvWriter::new(&mut bytes).finish(df).map_err(|e| out_err(&csv, e))?;
+    write_atomic(&csv, &bytes).map_err(|e| out_err(&csv, e))?;
+    let pq = dir.join(format!("{stem}.parquet"));
+    let mut bytes = Vec::new();
+    ParquetWriter::new(&mut bytes).finish(df).map_err(|e| out_err(&pq, e))?;
+    write_atomic(&pq, &bytes).map_err(|e| out_err(&pq, e))
+}
+
+/// One layer of a front member's memory breakdown.
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerRow {
+    /// Layer name (`s2.b1.dw`).
+    pub name: String,
+    /// Operator.
+    pub op: &'static str,
+    /// Output shape `HxWxC`.
+    pub output: String,
+    /// MACs.
+    pub macs: u64,
+    /// Flash bytes of its constants.
+    pub flash: u64,
+    /// Scratch bytes while it runs.
+    pub scratch: u64,
+    /// Bytes of live arena buffers while it runs.
+    pub live_sram: u64,
+    /// Highest arena address in use while it runs.
+    pub arena_high_water: u64,
+}
+
+/// Per-layer costs and live memory of `arch`.
+pub fn layer_rows(arch: &crate::arch::Arch, space: &crate::space::SearchSpace) -> Vec<LayerRow> {
+    let net = crate::ir::lower(arch, space);
+    let report = CostModel::new(EngineProfile::default()).report(&net);
+    net.layers
+        .iter()
+        .zip(&report.layers)
+        .enumerate()
+        .map(|(i, (l, c))| LayerRow {
+            name: l.name(),
+            op: match l.kind {
+                LayerKind::DepthwiseConv2d { .. } if report.plan.in_place.iter().any(|x| x.0 as usize == i) => "depthwise-inplace",
+                _ => l.kind.op_name(),
+            },
+            output: net.shape(l.output).to_string(),
+            macs: c.macs,
+            flash: c.flash_bytes(),
+            scratch: c.scratch_bytes,
+            live_sram: report.plan.live_bytes[i],
+            arena_high_water: report.plan.high_water[i],
+        })
+        .collect()
+}
+
+/// Context for `pareto.json` and the summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunInfo {
+    /// Board the latency is estimated for.
+    pub board: String,
+    /// How latencies were obtained.
+    pub latency_label: String,
+    /// How predicted accuracies were obtained (None: accuracy not searched).
+    pub accuracy_label: Option<String>,
+    /// How measured accuracies were obtained (None: nothing measured).
+    pub measured_label: Option<String>,
+}
+
+/// Per-layer rows as columns (one array per field), which keeps `pareto.json` compact.
+fn layer_columns(rows: &[LayerRow]) -> serde_json::Value {
+    serde_json::json!({
+        "name": rows.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+        "op": rows.iter().map(|r| r.op).collect::<Vec<_>>(),
+        "output": rows.iter().map(|r| r.output.as_str()).collect::<Vec<_>>(),
+        "macs": rows.iter().map(|r| r.macs).collect::<Vec<_>>(),
+        "flash": rows.iter().map(|r| r.flash).collect::<Vec<_>>(),
+        "scratch": rows.iter().map(|r| r.scratch).collect::<Vec<_>>(),
+        "live_sram": rows.iter().map(|r| r.live_sram).collect::<Vec<_>>(),
+        "arena_high_water": rows.iter().map(|r| r.arena_high_water).collect::<Vec<_>>(),
+    })
+}
+
+/// Write `pareto.json`: run context, then the front members (archive order), one per line, each
+/// with its metrics and per-layer memory (`layers`: one array per field, in execution order).
+pub fn write_pareto_json(search: &Search, pareto: &[usize], measured: &Measured, info: &RunInfo, dir: &Path) -> Result<(), OutputError> {
+    let head = serde_json::json!({
+        "space": search.eval.space.name,
+        "board": info.board,
+        "budget": search.eval.budget,
+        "objectives": search.eval.objectives,
+        "latency": info.latency_label,
+        "accuracy_predicted": info.accuracy_label,
+        "accuracy_measured": info.measured_label,
+        "generations": search.generation,
+        "evaluated": search.archive.len(),
+        "hypervolume": search.hypervolume.last(),
+    });
+    let mut text = serde_json::to_string_pretty(&head).expect("json");
+    text.truncate(text.trim_end().len() - 1);
+    text.push_str(",\n  \"members\": [\n");
+    for (k, &i) in pareto.iter().enumerate() {
+        let r = &search.archive.records[i];
+        let member = serde_json::json!({
+            "id": i,
+            "generation": r.generation,
+            "metrics": {
+                "acc_predicted": r.metrics.acc_predicted,
+                "acc_measured": measured.get(&i),
+                "latency_ms_estimate": r.metrics.latency_ms,
+                "sram": r.metrics.sram, "arena": r.metrics.arena, "flash": r.metrics.flash,
+                "macs": r.metrics.macs, "params": r.metrics.params,
+            },
+            "arch": r.arch,
+            "layers": layer_columns(&layer_rows(&r.arch, &search.eval.space)),
+        });
+        text.push_str("    ");
+        text.push_str(&serde_json::to_string(&member).expect("json"));
+        text.push_str(if k + 1 < pareto.len() { ",\n" } else { "\n" });
+    }
+    text.push_str("  ]\n}\n");
+    let path = dir.join("pareto.json");
+    write_atomic(&path, text.as_bytes()).map_err(|e| out_err(&path, e))
+}
+
+/// Write `hypervolume.csv` (generation, hypervolume).
+pub fn write_hypervolume(search: &Search, dir: &Path) -> Result<(), OutputError> {
+    let mut df = DataFrame::new(
+        search.hypervolume.len(),
+        vec![
+            Column::new("generation".into(), (0..search.hypervolume.len() as u64).collect::<Vec<u64>>()),
+            Column::new("hypervolume".into(), search.hypervolume.clone()),
+        ],
+    )
+    .map_err(|e| out_err(&dir.join("hypervolume.csv"), e))?;
+    let path = dir.join("hypervolume.csv");
+    let mut bytes = Vec::new();
+    CsvWriter::new(&mut bytes).finish(&mut df).map_err(|e| out_err(&path, e))?;
+    write_atomic(&path, &bytes).map_err(|e| out_err(&path, e))
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map_or("-".into(), |a| format!("{:.2}", 100.0 * a))
+}
+
+/// The front as a text table, sorted by predicted accuracy (descending) or latency.
+pub fn summary_table(search: &Search, pareto: &[usize], measured: &Measured, max_rows: usize) -> String {
+    let mut rows: Vec<usize> = pareto.to_vec();
+    let recs = &search.archive.records;
+    rows.sort_by(|&a, &b| {
+        let (ma, mb) = (&recs[a].metrics, &recs[b].metrics);
+        mb.acc_predicted
+            .unwrap_or(0.0)
+            .total_cmp(&ma.acc_predicted.unwrap_or(0.0))
+            .then(ma.latency_ms.total_cmp(&mb.latency_ms))
+            .then(a.cmp(&b))
+    });
+    let mut s = format!(
+        "{:>6} {:>9} {:>9} {:>12} {:>10} {:>10} {:>8} {:>5} {:>4}  {}\n",
+        "id", "acc_pred%", "acc_meas%", "latency_ms*", "SRAM", "flash", "MMACs", "W", "R", "depths"
+    );
+    for &i in rows.iter().take(max_rows) {
+        let r = &recs[i];
+        s.push_str(&format!(
+            "{:>6} {:>9} {:>9} {:>12.2} {:>10} {:>10} {:>8.2} {:>5} {:>4}  {}\n",
+            i,
+            pct(r.metrics.acc_predicted),
+            pct(measured.get(&i).copied()),
+            r.metrics.latency_ms,
+            Human(r.metrics.sram).to_string(),
+            Human(r.metrics.flash).to_string(),
+            r.metrics.macs as f64 / 1e6,
+            r.arch.width_mult,
+            r.arch.resolution,
+            r.arch.depths().iter().map(|d| d.to_string()).collect::<Vec<_>>().join("-"),
+        ));
+    }
+    if rows.len() > max_rows {
+        s.push_str(&format!("... {} more in pareto.json\n", rows.len() - max_rows));
+    }
+    s
+}

@@ -1,0 +1,347 @@
+//! End-to-end tests of `nas search`, `nas pick`, `nas plot` and `nas space-opt`: the real binary
+//! in temporary folders. The accuracy predictor here is an untrained random MLP in the real file
+//! format: it exercises the search, its numbers are not accuracies.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use tinynas::cost::{CostModel, EngineProfile};
+use tinynas::predictor::{MlpPredictor, random_mlp};
+
+fn nas(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nas")).current_dir(dir).args(args).output().expect("nas runs")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A temp folder holding an untrained predictor for the cifar space at `p.json`.
+fn setup() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let space = tinynas::space::resolve("cifar").unwrap();
+    MlpPredictor::save(&random_mlp(&space, &[32, 32], 0.8, 1), &dir.path().join("p.json")).unwrap();
+    dir
+}
+
+fn search(dir: &Path, out: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "search",
+        "--sram",
+        "96k",
+        "--flash",
+        "400k",
+        "--latency",
+        "12ms",
+        "--predictor",
+        "p.json",
+        "--population",
+        "16",
+        "--out",
+        out,
+    ];
+    args.extend_from_slice(extra);
+    nas(dir, &args)
+}
+
+fn pareto(dir: &Path, out: &str) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join(out).join("pareto.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn front_is_feasible_non_dominated_and_seeded() {
+    let dir = setup();
+    let d = dir.path();
+    let o = search(d, "a", &["--generations", "8", "--seed", "3", "--no-plot"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("estimate (MACs/cycle model)") && stdout.contains("acc_pred%"), "{stdout}");
+    let p = pareto(d, "a");
+    let members = p["members"].as_array().unwrap();
+    assert!(!members.is_empty());
+    let space = tinynas::space::resolve("cifar").unwrap();
+    let mut cm = CostModel::new(EngineProfile::default());
+    let mut points = Vec::new();
+    for m in members {
+        let arch: tinynas::arch::Arch = serde_json::from_value(m["arch"].clone()).unwrap();
+        arch.validate(&space, "pareto.json").unwrap();
+        let c = cm.summary(&tinynas::ir::lower(&arch, &space));
+        assert!(c.sram <= 96 * 1024 && c.flash <= 400 * 1024, "{c:?}");
+        assert_eq!(m["metrics"]["sram"].as_u64().unwrap(), c.sram);
+        let lat = m["metrics"]["latency_ms_estimate"].as_f64().unwrap();
+        assert!(lat <= 12.0);
+        assert!(m["metrics"]["acc_measured"].is_null());
+        assert!(!m["layers"]["live_sram"].as_array().unwrap().is_empty());
+        points.push([1.0 - m["metrics"]["acc_predicted"].as_f64().unwrap(), lat, c.sram as f64, c.flash as f64]);
+    }
+    for a in &points {
+        for b in &points {
+            let dominates = a.iter().zip(b).all(|(x, y)| x <= y) && a.iter().zip(b).any(|(x, y)| x < y);
+            assert!(!dominates, "{a:?} dominates {b:?}");
+        }
+    }
+    let csv = std::fs::read_to_string(d.join("a/archive.csv")).unwrap();
+    let header = csv.lines().next().unwrap();
+    for col in [
+        "arch",
+        "acc_predicted",
+        "acc_measured",
+        "latency_ms_estimate",
+        "sram",
+        "arena",
+        "flash",
+        "macs",
+        "params",
+        "generation",
+        "feasible",
+        "is_pareto",
+    ] {
+        assert!(header.split(',').any(|h| h == col), "missing column {col} in {header}");
+    }
+    assert!(d.join("a/archive.parquet").is_file() && d.join("a/hypervolume.csv").is_file());
+
+    // Same seed: same front; another seed: another archive.
+    let o = search(d, "b", &["--generations", "8", "--seed", "3", "--no-plot"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(pareto(d, "a")["members"], pareto(d, "b")["members"]);
+    let o = search(d, "c", &["--generations", "8", "--seed", "4", "--no-plot"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_ne!(std::fs::read(d.join("a/archive.csv")).unwrap(), std::fs::read(d.join("c/archive.csv")).unwrap());
+}
+
+#[test]
+fn resume_after_interruption_matches_a_straight_run() {
+    let dir = setup();
+    let d = dir.path();
+    let o = search(d, "straight", &["--generations", "10", "--no-plot"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = search(d, "resumed", &["--generations", "5", "--no-plot"]);
+    assert!(o.status.success(), "{}", text(&o));
+    // A kill during generation 6 leaves a partial line after the saved state.
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new().append(true).open(d.join("resumed/archive.jsonl")).unwrap();
+    f.write_all(b"{\"arch\": {\"space\": \"cif").unwrap();
+    drop(f);
+    let o = search(d, "resumed", &["--generations", "10", "--resume", "--no-plot"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("resuming"), "{}", text(&o));
+    for file in ["archive.csv", "hypervolume.csv", "archive.jsonl"] {
+        assert_eq!(
+            std::fs::read_to_string(d.join("straight").join(file)).unwrap(),
+            std::fs::read_to_string(d.join("resumed").join(file)).unwrap(),
+            "{file} differs"
+        );
+    }
+    assert_eq!(pareto(d, "straight")["members"], pareto(d, "resumed")["members"]);
+    // Changing the seed on resume is refused.
+    let o = search(d, "resumed", &["--generations", "12", "--resume", "--seed", "9", "--no-plot"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("different settings"), "{}", text(&o));
+}
+
+#[test]
+fn infeasible_budget_exits_1_with_smallest_costs() {
+    let dir = setup();
+    let o = nas(dir.path(), &["search", "--sram", "1k", "--predictor", "p.json", "--out", "x"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("no subnet of space `cifar` fits") && err.contains("smallest subnet needs SRAM") && err.contains("flash"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_flags_exit_2_naming_the_value() {
+    let dir = setup();
+    let d = dir.path();
+    let cases: &[(&[&str], &str)] = &[
+        (&["search", "--sram", "256q"], "256q"),
+        (&["search", "--sram", "256k", "--objectives", "acc,speed"], "speed"),
+        (&["search", "--sram", "256k", "--board", "esp8266"], "esp8266"),
+        (&["search", "--sram", "256k", "--latency", "soon"], "soon"),
+        (&["search", "--sram", "256k", "--space", "nope"], "nope"),
+        (&["search", "--sram", "256k", "--predictor", "missing.json"], "nas predictor build"),
+        (&["search", "--sram", "256k", "--population", "2", "--objectives", "sram,flash"], "--population 2"),
+    ];
+    for (args, needle) in cases {
+        let o = nas(d, args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn cost_only_objectives_need_no_predictor() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = nas(
+        dir.path(),
+        &["search", "--sram", "128k", "--objectives", "latency,sram", "--generations", "3", "--population", "10", "--out", "r"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    for f in ["pareto_latency_vs_sram.png", "pareto_latency_vs_sram.svg", "hypervolume.png"] {
+        assert!(std::fs::metadata(dir.path().join("r").join(f)).unwrap().len() > 1000, "{f}");
+    }
+}
+
+fn run_dir(dir: &Path, name: &str) -> PathBuf {
+    dir.join(name)
+}
+
+#[test]
+fn pick_plot_and_layers() {
+    let dir = setup();
+    let d = dir.path();
+    let o = search(d, "r", &["--generations", "6"]);
+    assert!(o.status.success(), "{}", text(&o));
+    for f in ["pareto_acc_vs_latency.png", "pareto_acc_vs_sram.svg", "pareto_acc_vs_flash.png", "hypervolume.svg"] {
+        assert!(run_dir(d, "r").join(f).is_file(), "{f}");
+    }
+    let o = nas(d, &["pick", "r", "--rule", "best-acc", "--out", "best.json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let best: tinynas::arch::Arch = tinynas::arch::Arch::from_path(&d.join("best.json")).unwrap();
+    let p = pareto(d, "r");
+    let top = p["members"].as_array().unwrap().iter().map(|m| m["metrics"]["acc_predicted"].as_f64().unwrap()).fold(0.0, f64::max);
+    let picked =
+        p["members"].as_array().unwrap().iter().find(|m| serde_json::from_value::<tinynas::arch::Arch>(m["arch"].clone()).unwrap() == best);
+    assert_eq!(picked.unwrap()["metrics"]["acc_predicted"].as_f64().unwrap(), top);
+    let o = nas(d, &["pick", "r", "--rule", "knee", "--max-latency", "8ms", "--out", "knee.json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = nas(d, &["pick", "r", "--rule", "knee", "--max-latency", "0.001ms", "--out", "none.json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let o = nas(d, &["pick", "r", "--rule", "middle", "--out", "x.json"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+
+    let o = nas(d, &["plot", "front", "r", "--out", "plots"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(d.join("plots/pareto_acc_vs_latency.png").is_file());
+    let o = nas(d, &["plot", "layers", "knee.json", "--out", "plots/knee"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(d.join("plots/knee.png").is_file() && d.join("plots/knee.svg").is_file());
+    let o = nas(d, &["plot", "front", "missing-run"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+}
+
+#[test]
+fn space_opt_recommends_a_feasible_pair() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let o = nas(d, &["space-opt", "--sram", "128k", "--flash", "512k", "--samples", "60", "--out", "so"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("recommended: width"), "{out}");
+    assert!(d.join("so/flops_cdf.png").is_file() && d.join("so/space_opt.csv").is_file());
+    let o = nas(d, &["space-opt", "--sram", "1k", "--flash", "512k", "--samples", "20", "--out", "so2"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+}
+
+/// The whole accuracy path on a tiny supernet: train one epoch, build a predictor from measured
+/// subnets, search with it, and measure the front on the supernet.
+#[cfg(feature = "supernet")]
+#[test]
+fn predictor_build_then_search_measures_the_front() {
+    use rand::{Rng, SeedableRng};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // 160 grey 12x12 images of 4 classes: class = which quadrant is bright.
+    let data = d.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let (n, s) = (160, 12);
+    let mut pixels = Vec::with_capacity(n * s * s);
+    let mut labels = Vec::with_capacity(n);
+    for i in 0..n {
+        let c = (i % 4) as u8;
+        labels.push(c);
+        for y in 0..s {
+            for x in 0..s {
+                let q = (y >= s / 2) as u8 * 2 + (x >= s / 2) as u8;
+                pixels.push(if q == c { 200 } else { 40 } + rng.random_range(0..30u8));
+            }
+        }
+    }
+    for (img, lab) in [("train-images-idx3-ubyte", "train-labels-idx1-ubyte"), ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")] {
+        tinynas::data::idx::write_idx_images(&data.join(img), n, s, s, &pixels).unwrap();
+        tinynas::data::idx::write_idx_labels(&data.join(lab), &labels).unwrap();
+    }
+    std::fs::write(
+        d.join("quad.toml"),
+        "name = \"quad\"\ninput_channels = 1\nnum_classes = 10\nwidth_multipliers = [0.5, 1.0]\nresolutions = [8, 12]\n\
+         kernel_sizes = [3, 5]\nexpand_ratios = [2, 3]\nchannel_divisor = 4\n[stem]\nchannels = 8\nkernel = 3\nstride = 1\n\
+         [first_block]\nchannels = 8\nkernel = 3\n[[stages]]\nchannels = 12\nstride = 2\ndepths = [1, 2]\n\
+         [[stages]]\nchannels = 16\nstride = 2\ndepths = [1, 2]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("quad-exp.toml"),
+        "name = \"quad\"\nspace = \"quad.toml\"\n[data]\npath = \"data\"\nval_fraction = 0.25\ncalib_images = 32\n\
+         [train]\nepochs = 1\nbatch_size = 32\noptimizer = \"sgd\"\nlr = 0.05\nmin_lr = 0.0\nwarmup_epochs = 0.0\n\
+         momentum = 0.9\nweight_decay = 0.0\nlabel_smoothing = 0.0\nrandom_subnets = 1\nseed = 0\n",
+    )
+    .unwrap();
+    let o = nas(d, &["train", "--experiment", "quad-exp.toml", "--out", "sn", "--quiet"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = nas(
+        d,
+        &[
+            "predictor",
+            "build",
+            "--supernet",
+            "sn",
+            "--samples",
+            "20",
+            "--out",
+            "p.json",
+            "--calib",
+            "32",
+            "--hidden",
+            "16,16",
+            "--epochs",
+            "20",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("RMSE") && out.contains("Kendall tau"), "{out}");
+    assert!(d.join("p.json.samples.jsonl").is_file());
+    let o = nas(d, &["predictor", "info", "p.json", "--space", "quad.toml"]);
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("held-out"), "{}", text(&o));
+    let o = nas(
+        d,
+        &[
+            "search",
+            "--space",
+            "quad.toml",
+            "--sram",
+            "64k",
+            "--flash",
+            "256k",
+            "--predictor",
+            "p.json",
+            "--supernet",
+            "sn",
+            "--calib",
+            "32",
+            "--population",
+            "8",
+            "--generations",
+            "2",
+            "--measure",
+            "3",
+            "--out",
+            "r",
+            "--no-plot",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let p = pareto(d, "r");
+    let measured = p["members"].as_array().unwrap().iter().filter(|m| m["metrics"]["acc_measured"].is_f64()).count();
+    assert!((1..=3).contains(&measured), "{measured}");
+    assert!(p["accuracy_measured"].as_str().unwrap().contains("BN recalibration"), "{p}");
+}
