@@ -83,7 +83,7 @@ impl Boards {
         let mut boards = BTreeMap::new();
         for (name, b) in raw.boards {
             let size = |field: &str, v: &str| parse_size(v).map_err(|e| parse_err(format!("boards.{name}.{field}: {e}")));
-            if !(b.clock_mhz > 0.0) {
+            if b.clock_mhz.is_nan() || b.clock_mhz <= 0.0 {
                 return Err(parse_err(format!("boards.{name}.clock_mhz = {}: expected a positive number of MHz", b.clock_mhz)));
             }
             let board = Board {

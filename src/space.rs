@@ -165,7 +165,7 @@ impl SearchSpace {
         if self.stem.channels == 0 {
             return Err(bad("stem.channels", "0".into(), "at least 1"));
         }
-        if self.stem.kernel % 2 == 0 || self.stem.kernel > 11 {
+        if self.stem.kernel.is_multiple_of(2) || self.stem.kernel > 11 {
             return Err(bad("stem.kernel", self.stem.kernel.to_string(), "an odd size up to 11"));
         }
         if !(1..=2).contains(&self.stem.stride) {
@@ -174,7 +174,7 @@ impl SearchSpace {
         if self.first_block.channels == 0 {
             return Err(bad("first_block.channels", "0".into(), "at least 1"));
         }
-        if self.first_block.kernel % 2 == 0 || self.first_block.kernel > 11 {
+        if self.first_block.kernel.is_multiple_of(2) || self.first_block.kernel > 11 {
             return Err(bad("first_block.kernel", self.first_block.kernel.to_string(), "an odd size up to 11"));
         }
         if self.stages.is_empty() {

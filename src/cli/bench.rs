@@ -41,7 +41,7 @@ pub(crate) fn run(b: Bench) -> anyhow::Result<Outcome> {
 }
 
 fn cost(a: CostArgs) -> anyhow::Result<Outcome> {
-    if a.archs == 0 || !(a.seconds > 0.0) {
+    if a.archs == 0 || a.seconds.is_nan() || a.seconds <= 0.0 {
         anyhow::bail!("--archs must be at least 1 and --seconds positive (got {} and {})", a.archs, a.seconds);
     }
     let space = crate::space::resolve(&a.space)?;

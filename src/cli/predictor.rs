@@ -97,7 +97,7 @@ fn build(a: BuildArgs) -> anyhow::Result<Outcome> {
     }
     let device: crate::supernet::DeviceChoice = a.device.parse()?;
     let start = std::time::Instant::now();
-    let m = open(&a.supernet, a.data.as_deref(), a.calib, a.val_images, device)?;
+    let m = open(&a.supernet, a.data.as_deref(), a.calib, a.val_images, crate::data::Split::Train, device)?;
     let space = m.evaluator.space().clone();
     let archs = sample_archs(&space, a.samples, a.seed);
     let cache = PathBuf::from(format!("{}.samples.jsonl", a.out.display()));

@@ -57,13 +57,16 @@ pub(crate) struct Args {
     /// Front members measured on the supernet at the end (spread over predicted accuracy).
     #[arg(long, default_value_t = 8)]
     pub measure: usize,
-    /// Dataset for the supernet measurements [default: the one it was trained on].
+    /// Dataset for the supernet measurements [default: with the shipped supernet, the shipped
+    /// CIFAR-10 mini set (experiments/data: 500 calibration + 1000 test images); with --supernet,
+    /// the data it was trained on].
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Images used to recalibrate BatchNorm per measured subnet.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 500)]
     pub calib: usize,
-    /// Held-out validation images each measured subnet is evaluated on (0 = all of the run's).
+    /// Held-out images each measured subnet is evaluated on (0 = all: the test split of --data when
+    /// it has one, else the run's validation split).
     #[arg(long, default_value_t = 0)]
     pub val_images: usize,
     /// Compute backend for the measurements: cpu, wgpu, vulkan or cuda.
@@ -295,6 +298,28 @@ pub(crate) fn spread_members(search: &Search, pareto: &[usize], k: usize) -> Vec
     picked
 }
 
+/// Data and split the front is measured on: an explicit --data is scored on its test split when
+/// it has one; the shipped supernet without --data uses the shipped mini set's test split; an
+/// explicit --supernet without --data uses its run's validation split.
+#[cfg(feature = "supernet")]
+fn measurement_data(a: &Args) -> (Option<PathBuf>, crate::data::Split) {
+    use crate::data::{Split, detect_format};
+    let data = a.data.clone().or_else(|| {
+        if a.supernet.is_some() {
+            return None;
+        }
+        crate::asset_roots().into_iter().map(|r| r.join(MINI_DATA)).find(|p| p.is_dir())
+    });
+    match data {
+        Some(d) if detect_format(&d, Split::Test).is_ok() => (Some(d), Split::Test),
+        other => (other, Split::Train),
+    }
+}
+
+/// The CIFAR-10 subset shipped for measuring the embedded default's front.
+#[cfg(feature = "supernet")]
+const MINI_DATA: &str = "experiments/data";
+
 #[cfg(feature = "supernet")]
 fn measure_front(a: &Args, search: &Search, pareto: &[usize], default_supernet: &Path) -> (Measured, Option<String>) {
     use crate::supernet::DeviceChoice;
@@ -309,7 +334,8 @@ fn measure_front(a: &Args, search: &Search, pareto: &[usize], default_supernet: 
     }
     let result = (|| -> anyhow::Result<(Measured, String)> {
         let device: DeviceChoice = a.device.parse()?;
-        let m = crate::predictor::train::open(&path, a.data.as_deref(), a.calib, a.val_images, device)?;
+        let (data, split) = measurement_data(a);
+        let m = crate::predictor::train::open(&path, data.as_deref(), a.calib, a.val_images, split, device)?;
         let ev = &m.evaluator;
         let picked = spread_members(search, pareto, a.measure);
         let bar = indicatif::ProgressBar::new(picked.len() as u64);
@@ -323,7 +349,7 @@ fn measure_front(a: &Args, search: &Search, pareto: &[usize], default_supernet: 
         let label = format!(
             "measured on supernet {} after BN recalibration on {} images, on {} ({} of {} front members)",
             path.display(),
-            a.calib,
+            m.source.calib_images,
             m.source.measured_on,
             out.len(),
             pareto.len()

@@ -36,9 +36,19 @@ pub struct Measurer {
     pub source: PredictorSource,
 }
 
-/// Open `checkpoint` (run or checkpoint folder) to measure subnets on at most `max_val` of the
-/// run's held-out validation images (0 = all), recalibrating BN on `calib` training images.
-pub fn open(checkpoint: &Path, data: Option<&Path>, calib: usize, max_val: usize, device: DeviceChoice) -> Result<Measurer, TrainError> {
+/// Open `checkpoint` (run or checkpoint folder) to measure subnets, recalibrating BN on `calib`
+/// training images. With `split == Split::Train` subnets are scored on at most `max_val` of the
+/// run's held-out validation images (0 = all); with `Split::Test` on the first `max_val` images of
+/// the dataset's test split (0 = all), and calibration may use every training image (the test
+/// images are the held-out set then).
+pub fn open(
+    checkpoint: &Path,
+    data: Option<&Path>,
+    calib: usize,
+    max_val: usize,
+    split: Split,
+    device: DeviceChoice,
+) -> Result<Measurer, TrainError> {
     if calib == 0 {
         return Err(TrainError::Config("--calib 0: BN recalibration needs at least 1 image".into()));
     }
@@ -50,26 +60,49 @@ pub fn open(checkpoint: &Path, data: Option<&Path>, calib: usize, max_val: usize
     let train = load_data(&data_path, Split::Train)?;
     check_data(&train, &meta.space)?;
     let exp = &meta.experiment;
-    let splits = split_train_val_calib(&train, exp.data.val_fraction, calib, exp.train.seed)
+    let val_fraction = if split == Split::Test { 0.0 } else { exp.data.val_fraction };
+    let splits = split_train_val_calib(&train, val_fraction, calib, exp.train.seed)
         .map_err(|source| TrainError::Data { path: data_path.clone(), source })?;
-    let mut val = splits.val.clone();
-    if max_val > 0 {
-        val.truncate(max_val);
-    }
-    if val.is_empty() {
-        return Err(TrainError::Config(format!(
-            "supernet {}: its run has no validation images (data.val_fraction = 0)",
-            checkpoint.display()
-        )));
-    }
-    let n_val = val.len();
-    let evaluator = SubnetEvaluator::from_parts(model, meta.space.clone(), &train, &val, &splits.calib, &meta.normalization, &dev);
+    let (evaluator, n_val, what) = if split == Split::Test {
+        let test = load_data(&data_path, Split::Test)?;
+        check_data(&test, &meta.space)?;
+        let n = if max_val == 0 { test.len() } else { max_val.min(test.len()) };
+        let idx: Vec<usize> = (0..n).collect();
+        let test = test.subset(&idx).map_err(|source| TrainError::Data { path: data_path.clone(), source })?;
+        let calib_set = train.subset(&splits.calib).map_err(|source| TrainError::Data { path: data_path.clone(), source })?;
+        // One dataset holding the calibration images then the test images keeps the evaluator's
+        // single-dataset API.
+        let mut images = calib_set.images.clone();
+        images.extend_from_slice(&test.images);
+        let mut labels = calib_set.labels.clone();
+        labels.extend_from_slice(&test.labels);
+        let joined = crate::data::Dataset::new(images, labels, test.height, test.width, test.channels, test.class_names.clone())
+            .map_err(|source| TrainError::Data { path: data_path.clone(), source })?;
+        let calib_idx: Vec<usize> = (0..calib_set.len()).collect();
+        let val_idx: Vec<usize> = (calib_set.len()..joined.len()).collect();
+        let ev = SubnetEvaluator::from_parts(model, meta.space.clone(), &joined, &val_idx, &calib_idx, &meta.normalization, &dev);
+        (ev, n, "test images")
+    } else {
+        let mut val = splits.val.clone();
+        if max_val > 0 {
+            val.truncate(max_val);
+        }
+        if val.is_empty() {
+            return Err(TrainError::Config(format!(
+                "supernet {}: its run has no validation images (data.val_fraction = 0)",
+                checkpoint.display()
+            )));
+        }
+        let n = val.len();
+        let ev = SubnetEvaluator::from_parts(model, meta.space.clone(), &train, &val, &splits.calib, &meta.normalization, &dev);
+        (ev, n, "held-out validation images")
+    };
     Ok(Measurer {
         evaluator,
         source: PredictorSource {
             supernet: checkpoint.display().to_string(),
-            measured_on: format!("{n_val} held-out validation images of {}", data_path.display()),
-            calib_images: calib,
+            measured_on: format!("{n_val} {what} of {}", data_path.display()),
+            calib_images: splits.calib.len(),
         },
     })
 }

@@ -30,7 +30,7 @@ use crate::ir::Padding;
 
 type AdFlex = Autodiff<Flex>;
 
-/// How many times the fast kernels ran (tests check the fast path was really taken).
+// How many times the fast kernels ran (tests check the fast path was really taken).
 #[cfg(test)]
 thread_local! {
     static FAST_CALLS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
@@ -161,7 +161,7 @@ impl Geom {
 
     /// Scatter one `h x w` input plane into its zeroed phases.
     #[inline(always)]
-    fn to_phases(&self, plane: &[f32], phases: &mut [f32]) {
+    fn scatter_phases(&self, plane: &[f32], phases: &mut [f32]) {
         phases.fill(0.0);
         if self.s == 1 {
             let cols = self.w.min(self.wph.saturating_sub(self.left));
@@ -176,7 +176,7 @@ impl Geom {
 
     /// Gather the input-gradient plane (`h x w`, zeroed) from the phases.
     #[inline(always)]
-    fn from_phases(&self, phases: &[f32], plane: &mut [f32]) {
+    fn gather_phases(&self, phases: &[f32], plane: &mut [f32]) {
         if self.s == 1 {
             let cols = self.w.min(self.wph.saturating_sub(self.left));
             for y in 0..self.h.min(self.hph.saturating_sub(self.top)) {
@@ -215,7 +215,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 #[inline(always)]
 fn forward_plane(g: &Geom, x: &[f32], wc: &[f32], scratch: &mut [f32], out: &mut [f32]) {
     let (phases, acc) = scratch.split_at_mut(g.s * g.s * g.phase_len());
-    g.to_phases(x, phases);
+    g.scatter_phases(x, phases);
     let span = g.span();
     let acc = &mut acc[..span];
     acc.fill(0.0);
@@ -248,14 +248,14 @@ fn input_grad_plane(g: &Geom, grad: &[f32], wc: &[f32], scratch: &mut [f32], dx:
         }
     }
     dx.fill(0.0);
-    g.from_phases(phases, dx);
+    g.gather_phases(phases, dx);
 }
 
 /// Adds one `(n, c)` plane's contribution to the channel's `k * k` weight gradient.
 #[inline(always)]
 fn weight_grad_plane(g: &Geom, x: &[f32], grad: &[f32], scratch: &mut [f32], dwc: &mut [f32]) {
     let (phases, gw) = scratch.split_at_mut(g.s * g.s * g.phase_len());
-    g.to_phases(x, phases);
+    g.scatter_phases(x, phases);
     let span = g.span();
     let gw = &mut gw[..span];
     gw.fill(0.0);
@@ -397,7 +397,7 @@ mod tests {
     use burn::tensor::{Device, Distribution};
 
     fn values(t: Tensor<4>) -> Vec<f32> {
-        t.into_data().convert::<f32>().into_vec::<f32>().unwrap()
+        t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap()
     }
 
     fn assert_close(what: &str, ours: Vec<f32>, reference: Vec<f32>) {
