@@ -5,6 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tinynas-target}"
+# LiteRT (the TFLite interpreter) for tests/export.rs, installed once; without it that test skips
+# its LiteRT comparison loudly.
+python3 -c "import ai_edge_litert, numpy" 2>/dev/null ||
+    python3 -m pip install --quiet --disable-pip-version-check ai-edge-litert numpy ||
+    echo "test.sh: could not install ai-edge-litert; tests/export.rs will skip the LiteRT comparison" >&2
 # Release profile only: one build of burn serves the tests, the benchmarks and the binary.
 cargo build --release --all-targets
 cargo test --release --all-targets

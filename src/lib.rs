@@ -17,6 +17,7 @@
 //! | `predictor` | accuracy predictors (MLP on a one-hot arch encoding) | arch, space; burn for training |
 //! | `search` | NSGA-II under budgets, latency estimate, archive, outputs | cost, board, predictor |
 //! | `plot` | report plots (plotters) | search |
+//! | `export` | int8 quantisation, int8 reference executor, `.tflite` writer | ir, supernet |
 //! | `cli` | the `nas` command | all |
 
 #![warn(missing_docs)]
@@ -43,6 +44,8 @@ pub fn asset_roots() -> Vec<PathBuf> {
     roots
 }
 pub mod data;
+#[cfg(feature = "supernet")]
+pub mod export;
 pub mod plot;
 pub mod predictor;
 pub mod search;

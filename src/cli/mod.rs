@@ -8,6 +8,8 @@ mod bench;
 mod bench_train;
 #[cfg(feature = "supernet")]
 mod eval;
+#[cfg(feature = "supernet")]
+mod export;
 mod inspect;
 mod pick;
 mod plot;
@@ -62,6 +64,9 @@ enum Command {
     /// Top-1 of one subnet of a trained supernet, after BatchNorm recalibration.
     #[cfg(feature = "supernet")]
     Eval(eval::Args),
+    /// Export one subnet of a trained supernet as an int8 model (post-training quantisation).
+    #[cfg(feature = "supernet")]
+    Export(export::Args),
 }
 
 /// Parse a size for clap (`--sram 256k`).
@@ -100,6 +105,8 @@ pub fn main() -> i32 {
         Command::Train(a) => train::run(a),
         #[cfg(feature = "supernet")]
         Command::Eval(a) => eval::run(a),
+        #[cfg(feature = "supernet")]
+        Command::Export(a) => export::run(a),
     };
     match result {
         Ok(Outcome::Ok) => 0,
