@@ -349,4 +349,38 @@ fn predictor_build_then_search_measures_the_front() {
     let measured = p["members"].as_array().unwrap().iter().filter(|m| m["metrics"]["acc_measured"].is_f64()).count();
     assert!((1..=3).contains(&measured), "{measured}");
     assert!(p["accuracy_measured"].as_str().unwrap().contains("BN recalibration"), "{p}");
+
+    // Refinement: front members of the run are measured on top of the uniform samples.
+    let o = nas(
+        d,
+        &[
+            "predictor",
+            "build",
+            "--supernet",
+            "sn",
+            "--samples",
+            "20",
+            "--out",
+            "p2.json",
+            "--calib",
+            "32",
+            "--hidden",
+            "16,16",
+            "--epochs",
+            "20",
+            "--refine",
+            "r",
+            "--refine-count",
+            "3",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let lines = std::fs::read_to_string(d.join("p2.json.samples.jsonl")).unwrap().lines().count();
+    let front = p["members"].as_array().unwrap().len().min(3);
+    // Header + 20 uniform samples + the front members not already among them (the tiny space
+    // makes a coincidence likely, so at least one new member is required, not all).
+    assert!((22..=21 + front).contains(&lines), "{lines} cache lines for 20 uniform + {front} front members");
+    let o = nas(d, &["predictor", "build", "--supernet", "sn", "--samples", "20", "--out", "p3.json", "--refine", "nowhere"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("nowhere"), "{}", text(&o));
 }

@@ -48,6 +48,34 @@ pub(crate) struct BuildArgs {
     /// Seed of the sampled subnets, the split and the MLP.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Also measure members of this search run's Pareto set (RUN/pareto.json): the regions the
+    /// search drives into, which uniform samples barely cover and where a predictor fitted on
+    /// them alone over-estimates.
+    #[arg(long)]
+    refine: Option<PathBuf>,
+    /// Front members taken from --refine, evenly spread over their predicted accuracy.
+    #[arg(long, default_value_t = 40)]
+    refine_count: usize,
+}
+
+/// Up to `n` archs of `run`'s Pareto set, evenly spread over predicted accuracy.
+#[cfg(feature = "supernet")]
+fn front_archs(run: &std::path::Path, n: usize) -> anyhow::Result<Vec<crate::arch::Arch>> {
+    use anyhow::Context;
+    let path = run.join("pareto.json");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading search run {}", path.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let members = v["members"].as_array().with_context(|| format!("{}: no `members` list", path.display()))?;
+    let mut scored: Vec<(f64, crate::arch::Arch)> = members
+        .iter()
+        .map(|m| {
+            let arch = serde_json::from_value(m["arch"].clone()).with_context(|| format!("{}: bad arch in members", path.display()))?;
+            Ok((m["metrics"]["acc_predicted"].as_f64().unwrap_or(0.0), arch))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let take = n.min(scored.len());
+    Ok((0..take).map(|i| scored[i * scored.len() / take.max(1)].1.clone()).collect())
 }
 
 #[derive(clap::Args, Debug)]
@@ -99,7 +127,16 @@ fn build(a: BuildArgs) -> anyhow::Result<Outcome> {
     let start = std::time::Instant::now();
     let m = open(&a.supernet, a.data.as_deref(), a.calib, a.val_images, crate::data::Split::Train, device)?;
     let space = m.evaluator.space().clone();
-    let archs = sample_archs(&space, a.samples, a.seed);
+    let mut archs = sample_archs(&space, a.samples, a.seed);
+    if let Some(run) = &a.refine {
+        let extra = front_archs(run, a.refine_count)?;
+        for arch in extra {
+            arch.validate(&space, &run.join("pareto.json").display().to_string())?;
+            if !archs.contains(&arch) {
+                archs.push(arch);
+            }
+        }
+    }
     let cache = PathBuf::from(format!("{}.samples.jsonl", a.out.display()));
     if let Some(parent) = a.out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
