@@ -138,23 +138,13 @@ impl FloatNet {
                         for ox in 0..ys.w {
                             for o in 0..ys.c {
                                 let mut acc = p.bias[o];
-                                for ky in 0..k {
-                                    let iy = (oy * stride + ky) as isize - padding.top as isize;
-                                    if iy < 0 || iy >= xs.h as isize {
-                                        continue;
+                                super::window_taps(xs, k, stride, padding, oy, ox, |ky, kx, pix| {
+                                    let xi = pix * xs.c;
+                                    let wi = ((o * k + ky) * k + kx) * xs.c;
+                                    for i in 0..xs.c {
+                                        acc += x[xi + i] * p.weight[wi + i];
                                     }
-                                    for kx in 0..k {
-                                        let ix = (ox * stride + kx) as isize - padding.left as isize;
-                                        if ix < 0 || ix >= xs.w as isize {
-                                            continue;
-                                        }
-                                        let xi = (iy as usize * xs.w + ix as usize) * xs.c;
-                                        let wi = ((o * k + ky) * k + kx) * xs.c;
-                                        for i in 0..xs.c {
-                                            acc += x[xi + i] * p.weight[wi + i];
-                                        }
-                                    }
-                                }
+                                });
                                 y[(oy * ys.w + ox) * ys.c + o] = acc;
                             }
                         }
@@ -165,19 +155,9 @@ impl FloatNet {
                         for ox in 0..ys.w {
                             for c in 0..ys.c {
                                 let mut acc = p.bias[c];
-                                for ky in 0..k {
-                                    let iy = (oy * stride + ky) as isize - padding.top as isize;
-                                    if iy < 0 || iy >= xs.h as isize {
-                                        continue;
-                                    }
-                                    for kx in 0..k {
-                                        let ix = (ox * stride + kx) as isize - padding.left as isize;
-                                        if ix < 0 || ix >= xs.w as isize {
-                                            continue;
-                                        }
-                                        acc += x[(iy as usize * xs.w + ix as usize) * xs.c + c] * p.weight[(ky * k + kx) * xs.c + c];
-                                    }
-                                }
+                                super::window_taps(xs, k, stride, padding, oy, ox, |ky, kx, pix| {
+                                    acc += x[pix * xs.c + c] * p.weight[(ky * k + kx) * xs.c + c];
+                                });
                                 y[(oy * ys.w + ox) * ys.c + c] = acc;
                             }
                         }

@@ -25,4 +25,35 @@ pub mod reference;
 pub mod tflite;
 
 pub use materialize::{FloatLayer, FloatNet, materialize, network_inputs};
+
+use crate::ir::{Padding, Shape};
+
+/// Call `tap(ky, kx, pixel)` for every tap of a `k x k` window at output pixel (`oy`, `ox`)
+/// that lands inside the `xs` input (`pixel` = input row * width + column); taps on the zero
+/// padding contribute nothing and are skipped. Taps come in row-major kernel order, so every
+/// executor accumulates in the same order.
+#[inline(always)]
+pub(crate) fn window_taps(
+    xs: Shape,
+    k: usize,
+    stride: usize,
+    padding: Padding,
+    oy: usize,
+    ox: usize,
+    mut tap: impl FnMut(usize, usize, usize),
+) {
+    for ky in 0..k {
+        let iy = (oy * stride + ky) as isize - padding.top as isize;
+        if iy < 0 || iy >= xs.h as isize {
+            continue;
+        }
+        for kx in 0..k {
+            let ix = (ox * stride + kx) as isize - padding.left as isize;
+            if ix < 0 || ix >= xs.w as isize {
+                continue;
+            }
+            tap(ky, kx, iy as usize * xs.w + ix as usize);
+        }
+    }
+}
 pub use quant::{QOp, QParams, QuantNet, Requant, quantize};

@@ -37,23 +37,13 @@ impl QuantNet {
                         for ox in 0..ys.w {
                             for o in 0..ys.c {
                                 let mut acc = 0i32;
-                                for ky in 0..k {
-                                    let iy = (oy * stride + ky) as isize - padding.top as isize;
-                                    if iy < 0 || iy >= xs.h as isize {
-                                        continue;
+                                super::window_taps(xs, k, stride, padding, oy, ox, |ky, kx, pix| {
+                                    let xi = pix * xs.c;
+                                    let wi = ((o * k + ky) * k + kx) * xs.c;
+                                    for i in 0..xs.c {
+                                        acc += (x[xi + i] as i32 + in_off) * weight[wi + i] as i32;
                                     }
-                                    for kx in 0..k {
-                                        let ix = (ox * stride + kx) as isize - padding.left as isize;
-                                        if ix < 0 || ix >= xs.w as isize {
-                                            continue;
-                                        }
-                                        let xi = (iy as usize * xs.w + ix as usize) * xs.c;
-                                        let wi = ((o * k + ky) * k + kx) * xs.c;
-                                        for i in 0..xs.c {
-                                            acc += (x[xi + i] as i32 + in_off) * weight[wi + i] as i32;
-                                        }
-                                    }
-                                }
+                                });
                                 let v = multiply_by_quantized_multiplier(acc + bias[o], requant[o]) + qo.zero_point;
                                 y[(oy * ys.w + ox) * ys.c + o] = v.clamp(*act_min, *act_max) as i8;
                             }
@@ -65,20 +55,10 @@ impl QuantNet {
                         for ox in 0..ys.w {
                             for c in 0..ys.c {
                                 let mut acc = 0i32;
-                                for ky in 0..k {
-                                    let iy = (oy * stride + ky) as isize - padding.top as isize;
-                                    if iy < 0 || iy >= xs.h as isize {
-                                        continue;
-                                    }
-                                    for kx in 0..k {
-                                        let ix = (ox * stride + kx) as isize - padding.left as isize;
-                                        if ix < 0 || ix >= xs.w as isize {
-                                            continue;
-                                        }
-                                        let xv = x[(iy as usize * xs.w + ix as usize) * xs.c + c] as i32 + in_off;
-                                        acc += xv * weight[(ky * k + kx) * xs.c + c] as i32;
-                                    }
-                                }
+                                super::window_taps(xs, k, stride, padding, oy, ox, |ky, kx, pix| {
+                                    let xv = x[pix * xs.c + c] as i32 + in_off;
+                                    acc += xv * weight[(ky * k + kx) * xs.c + c] as i32;
+                                });
                                 let v = multiply_by_quantized_multiplier(acc + bias[c], requant[c]) + qo.zero_point;
                                 y[(oy * ys.w + ox) * ys.c + c] = v.clamp(*act_min, *act_max) as i8;
                             }
