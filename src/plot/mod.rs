@@ -16,6 +16,25 @@ use std::path::{Path, PathBuf};
 static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 const FAMILY: &str = "sans-serif";
 
+/// The legend box every plot uses: translucent white, grey border.
+fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    font_size: u32,
+    position: SeriesLabelPosition,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    chart
+        .configure_series_labels()
+        .label_font((FAMILY, font_size))
+        .background_style(WHITE.mix(0.9))
+        .border_style(RGBColor(180, 180, 180))
+        .position(position)
+        .draw()?;
+    Ok(())
+}
+
 fn register_fonts() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
@@ -370,13 +389,7 @@ pub fn pareto_plot(data: &RunPlotData, x: Objective, y: Objective, stem: &Path) 
                     .label(label.clone())
                     .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], VERMILLION.stroke_width(2)));
             }
-            chart
-                .configure_series_labels()
-                .label_font((FAMILY, 15))
-                .background_style(WHITE.mix(0.9))
-                .border_style(RGBColor(180, 180, 180))
-                .position(if y_max { SeriesLabelPosition::LowerRight } else { SeriesLabelPosition::UpperRight })
-                .draw()?;
+            draw_legend(&mut chart, 15, if y_max { SeriesLabelPosition::LowerRight } else { SeriesLabelPosition::UpperRight })?;
             Ok(())
         });
         Ok(())
@@ -419,13 +432,7 @@ pub fn hypervolume_plot(data: &RunPlotData, stem: &Path) -> Result<Vec<PathBuf>>
                 .draw_series(LineSeries::new(hv.iter().copied(), BLUE.stroke_width(3)))?
                 .label("population hypervolume; reference: top-1 0, each cost at its budget")
                 .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE.stroke_width(3)));
-            chart
-                .configure_series_labels()
-                .label_font((FAMILY, 15))
-                .background_style(WHITE.mix(0.9))
-                .border_style(RGBColor(180, 180, 180))
-                .position(SeriesLabelPosition::LowerRight)
-                .draw()?;
+            draw_legend(&mut chart, 15, SeriesLabelPosition::LowerRight)?;
             Ok(())
         });
         Ok(())
@@ -565,13 +572,7 @@ pub fn layers_plot(
                             .label(l)
                             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
                     }
-                    chart
-                        .configure_series_labels()
-                        .label_font((FAMILY, 14))
-                        .background_style(WHITE.mix(0.9))
-                        .border_style(RGBColor(180, 180, 180))
-                        .position(SeriesLabelPosition::MiddleRight)
-                        .draw()?;
+                    draw_legend(&mut chart, 14, SeriesLabelPosition::MiddleRight)?;
                 }
             }
             Ok(())
@@ -642,13 +643,7 @@ pub fn cdf_plot(series: &[CdfSeries], title: &str, x_desc: &str, stem: &Path) ->
                     .label(label.clone())
                     .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(w)));
             }
-            chart
-                .configure_series_labels()
-                .label_font((FAMILY, 14))
-                .background_style(WHITE.mix(0.9))
-                .border_style(RGBColor(180, 180, 180))
-                .position(SeriesLabelPosition::LowerRight)
-                .draw()?;
+            draw_legend(&mut chart, 14, SeriesLabelPosition::LowerRight)?;
             Ok(())
         });
         Ok(())
