@@ -6,8 +6,9 @@ use super::{Dense, Encoding, MlpFile, MlpPredictor, PREDICTOR_FORMAT, PredictorM
 use crate::arch::Arch;
 use crate::data::{Split, split_train_val_calib};
 use crate::space::SearchSpace;
+use crate::supernet::eval::OpenedCheckpoint;
 use crate::supernet::{DeviceChoice, SubnetEvaluator};
-use crate::train::{TrainError, check_data, checkpoint, load_data};
+use crate::train::TrainError;
 use burn::module::{Module, Param};
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::module::linear;
@@ -49,38 +50,18 @@ pub fn open(
     split: Split,
     device: DeviceChoice,
 ) -> Result<Measurer, TrainError> {
-    if calib == 0 {
-        return Err(TrainError::Config("--calib 0: BN recalibration needs at least 1 image".into()));
-    }
-    let dir = checkpoint::require(checkpoint)?;
-    let meta = checkpoint::load_meta(&dir)?;
-    let dev = device.device()?;
-    let model = checkpoint::load_model(&dir, &meta, &dev)?;
-    let data_path = data.map(Path::to_path_buf).unwrap_or_else(|| meta.data_path.clone());
-    let train = load_data(&data_path, Split::Train)?;
-    check_data(&train, &meta.space)?;
-    let exp = &meta.experiment;
+    let o = OpenedCheckpoint::open(checkpoint, data, calib, device)?;
+    let exp = &o.meta.experiment;
     let val_fraction = if split == Split::Test { 0.0 } else { exp.data.val_fraction };
-    let splits = split_train_val_calib(&train, val_fraction, calib, exp.train.seed)
-        .map_err(|source| TrainError::Data { path: data_path.clone(), source })?;
+    let splits = split_train_val_calib(&o.train, val_fraction, calib, exp.train.seed)
+        .map_err(|source| TrainError::Data { path: o.data_path.clone(), source })?;
+    let (norm, dev) = (&o.meta.normalization, &o.device);
+    let space = o.meta.space.clone();
     let (evaluator, n_val, what) = if split == Split::Test {
-        let test = load_data(&data_path, Split::Test)?;
-        check_data(&test, &meta.space)?;
+        let test = o.load_test()?;
         let n = if max_val == 0 { test.len() } else { max_val.min(test.len()) };
         let idx: Vec<usize> = (0..n).collect();
-        let test = test.subset(&idx).map_err(|source| TrainError::Data { path: data_path.clone(), source })?;
-        let calib_set = train.subset(&splits.calib).map_err(|source| TrainError::Data { path: data_path.clone(), source })?;
-        // One dataset holding the calibration images then the test images keeps the evaluator's
-        // single-dataset API.
-        let mut images = calib_set.images.clone();
-        images.extend_from_slice(&test.images);
-        let mut labels = calib_set.labels.clone();
-        labels.extend_from_slice(&test.labels);
-        let joined = crate::data::Dataset::new(images, labels, test.height, test.width, test.channels, test.class_names.clone())
-            .map_err(|source| TrainError::Data { path: data_path.clone(), source })?;
-        let calib_idx: Vec<usize> = (0..calib_set.len()).collect();
-        let val_idx: Vec<usize> = (calib_set.len()..joined.len()).collect();
-        let ev = SubnetEvaluator::from_parts(model, meta.space.clone(), &joined, &val_idx, &calib_idx, &meta.normalization, &dev);
+        let ev = SubnetEvaluator::from_sets(o.model, space, (&test, &idx), (&o.train, &splits.calib), norm, dev);
         (ev, n, "test images")
     } else {
         let mut val = splits.val.clone();
@@ -94,14 +75,14 @@ pub fn open(
             )));
         }
         let n = val.len();
-        let ev = SubnetEvaluator::from_parts(model, meta.space.clone(), &train, &val, &splits.calib, &meta.normalization, &dev);
+        let ev = SubnetEvaluator::from_parts(o.model, space, &o.train, &val, &splits.calib, norm, dev);
         (ev, n, "held-out validation images")
     };
     Ok(Measurer {
         evaluator,
         source: PredictorSource {
             supernet: checkpoint.display().to_string(),
-            measured_on: format!("{n_val} {what} of {}", data_path.display()),
+            measured_on: format!("{n_val} {what} of {}", o.data_path.display()),
             calib_images: splits.calib.len(),
         },
     })

@@ -44,30 +44,21 @@ impl SubnetEvaluator {
     /// the official test split with `split = Split::Test`; recalibrate on the first `calib`
     /// calibration images.
     pub fn new(checkpoint: &Path, data: Option<&Path>, split: Split, calib: usize, device: DeviceChoice) -> Result<Self, TrainError> {
-        if calib == 0 {
-            return Err(TrainError::Config("--calib 0: BN recalibration needs at least 1 image".into()));
-        }
-        let dir = checkpoint::require(checkpoint)?;
-        let meta = checkpoint::load_meta(&dir)?;
-        let device = device.device()?;
-        let model = checkpoint::load_model(&dir, &meta, &device)?;
-        let data_path = data.map(Path::to_path_buf).unwrap_or_else(|| meta.data_path.clone());
-        let train = load_data(&data_path, Split::Train)?;
-        check_data(&train, &meta.space)?;
-        let exp = &meta.experiment;
-        let splits = split_train_val_calib(&train, exp.data.val_fraction, calib, exp.train.seed)
-            .map_err(|source| TrainError::Data { path: data_path.clone(), source })?;
-        let calib_batches = to_batches(&train, &splits.calib, &meta.normalization, &device);
+        let o = OpenedCheckpoint::open(checkpoint, data, calib, device)?;
+        let exp = &o.meta.experiment;
+        let splits = split_train_val_calib(&o.train, exp.data.val_fraction, calib, exp.train.seed)
+            .map_err(|source| TrainError::Data { path: o.data_path.clone(), source })?;
+        let (norm, device) = (&o.meta.normalization, &o.device);
+        let calib_batches = to_batches(&o.train, &splits.calib, norm, device);
         let val = match split {
-            Split::Train => to_labelled(&train, &splits.val, &meta.normalization, &device),
+            Split::Train => to_labelled(&o.train, &splits.val, norm, device),
             Split::Test => {
-                let test = load_data(&data_path, Split::Test)?;
-                check_data(&test, &meta.space)?;
+                let test = o.load_test()?;
                 let all: Vec<usize> = (0..test.len()).collect();
-                to_labelled(&test, &all, &meta.normalization, &device)
+                to_labelled(&test, &all, norm, device)
             }
         };
-        Ok(SubnetEvaluator { model, space: meta.space, calib: calib_batches, val })
+        Ok(SubnetEvaluator { model: o.model, space: o.meta.space, calib: calib_batches, val })
     }
 
     /// An evaluator over an in-memory model and data (images in `dataset` at `val` / `calib`).
@@ -80,7 +71,20 @@ impl SubnetEvaluator {
         norm: &Normalization,
         device: &Device,
     ) -> Self {
-        SubnetEvaluator { model, space, calib: to_batches(dataset, calib, norm, device), val: to_labelled(dataset, val, norm, device) }
+        Self::from_sets(model, space, (dataset, val), (dataset, calib), norm, device)
+    }
+
+    /// An evaluator scoring on images `val.1` of `val.0` and recalibrating on images `calib.1` of
+    /// `calib.0` (e.g. a test split and a training set).
+    pub fn from_sets(
+        model: Supernet,
+        space: SearchSpace,
+        val: (&Dataset, &[usize]),
+        calib: (&Dataset, &[usize]),
+        norm: &Normalization,
+        device: &Device,
+    ) -> Self {
+        SubnetEvaluator { model, space, calib: to_batches(calib.0, calib.1, norm, device), val: to_labelled(val.0, val.1, norm, device) }
     }
 
     /// The supernet's space.
@@ -100,6 +104,45 @@ impl SubnetEvaluator {
         self.model.check(&net)?;
         recalibrate(&self.model, &net, self.calib.iter().cloned());
         Ok(accuracy(&self.model, &net, self.val.iter().map(|(x, l)| (x.clone(), l.as_slice()))))
+    }
+}
+
+/// A checkpoint opened for evaluation: its metadata and weights on a device, and the training
+/// split of its data (`data` or the run's own data path), checked against its space.
+pub struct OpenedCheckpoint {
+    /// Run metadata (space, experiment, normalisation).
+    pub meta: checkpoint::CheckpointMeta,
+    /// The supernet weights.
+    pub model: Supernet,
+    /// Device the weights live on.
+    pub device: Device,
+    /// Dataset path actually used.
+    pub data_path: std::path::PathBuf,
+    /// Its training split.
+    pub train: Dataset,
+}
+
+impl OpenedCheckpoint {
+    /// Open `checkpoint` (run or checkpoint folder) to evaluate with `calib` recalibration images.
+    pub fn open(checkpoint: &Path, data: Option<&Path>, calib: usize, device: DeviceChoice) -> Result<Self, TrainError> {
+        if calib == 0 {
+            return Err(TrainError::Config("--calib 0: BN recalibration needs at least 1 image".into()));
+        }
+        let dir = checkpoint::require(checkpoint)?;
+        let meta = checkpoint::load_meta(&dir)?;
+        let device = device.device()?;
+        let model = checkpoint::load_model(&dir, &meta, &device)?;
+        let data_path = data.map(Path::to_path_buf).unwrap_or_else(|| meta.data_path.clone());
+        let train = load_data(&data_path, Split::Train)?;
+        check_data(&train, &meta.space)?;
+        Ok(OpenedCheckpoint { meta, model, device, data_path, train })
+    }
+
+    /// The test split of the same dataset, checked against the space.
+    pub fn load_test(&self) -> Result<Dataset, TrainError> {
+        let test = load_data(&self.data_path, Split::Test)?;
+        check_data(&test, &self.meta.space)?;
+        Ok(test)
     }
 }
 
