@@ -106,8 +106,9 @@ pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let bytes = tflite::to_tflite(&q, &format!("tinynas {} int8", arch.space));
     let model_path = a.out.join("model.tflite");
-    std::fs::write(&model_path, &bytes).with_context(|| format!("writing {}", model_path.display()))?;
-    std::fs::write(a.out.join("arch.json"), arch.to_json()).with_context(|| format!("writing {}", a.out.display()))?;
+    crate::search::write_atomic(&model_path, &bytes).with_context(|| format!("writing {}", model_path.display()))?;
+    let arch_path = a.out.join("arch.json");
+    crate::search::write_atomic(&arch_path, arch.to_json().as_bytes()).with_context(|| format!("writing {}", arch_path.display()))?;
     println!("wrote {} ({} bytes)", model_path.display(), bytes.len());
     println!(
         "float top-1 {:.2}%  int8 top-1 {:.2}%  on {n} {} images (calibrated on {} training images)",

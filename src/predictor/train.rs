@@ -128,16 +128,12 @@ pub fn measure(m: &Measurer, archs: &[Arch], cache: &Path, progress: bool) -> Re
     }
     // Rewrite the cache (header + what is known) beside it and rename, so a kill never loses
     // measurements already made; new ones are then appended one line at a time.
-    let tmp = cache.with_extension("jsonl.tmp");
-    {
-        let mut t = std::fs::File::create(&tmp).map_err(io)?;
-        writeln!(t, "{header}").map_err(io)?;
-        for (a, acc) in &known {
-            writeln!(t, "{}", serde_json::to_string(&Pair { arch: a.clone(), acc: *acc }).expect("pair")).map_err(io)?;
-        }
-        t.sync_all().map_err(io)?;
+    let mut text = format!("{header}\n");
+    for (a, acc) in &known {
+        text += &serde_json::to_string(&Pair { arch: a.clone(), acc: *acc }).expect("pair");
+        text.push('\n');
     }
-    std::fs::rename(&tmp, cache).map_err(io)?;
+    crate::search::write_atomic(cache, text.as_bytes()).map_err(io)?;
     let mut f = std::fs::OpenOptions::new().append(true).open(cache).map_err(io)?;
     let todo = archs.iter().filter(|a| !known.contains_key(*a)).count();
     let bar = if progress { indicatif::ProgressBar::new(todo as u64) } else { indicatif::ProgressBar::hidden() };
