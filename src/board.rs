@@ -52,6 +52,10 @@ pub struct Board {
     pub sram: u64,
     /// Flash, bytes.
     pub flash: u64,
+    /// Address of the flash the firmware is linked at (default 0x0, the Armv7-M code region).
+    pub flash_origin: u64,
+    /// Address of the SRAM region the arena lives in (default 0x20000000).
+    pub sram_origin: u64,
 }
 
 #[derive(Deserialize)]
@@ -63,6 +67,10 @@ struct RawBoard {
     clock_mhz: f64,
     sram: String,
     flash: String,
+    #[serde(default)]
+    flash_origin: Option<u64>,
+    #[serde(default)]
+    sram_origin: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -93,6 +101,8 @@ impl Boards {
                 description: b.description,
                 core: b.core,
                 clock_mhz: b.clock_mhz,
+                flash_origin: b.flash_origin.unwrap_or(0),
+                sram_origin: b.sram_origin.unwrap_or(0x2000_0000),
             };
             boards.insert(name, board);
         }

@@ -285,6 +285,73 @@ pub fn quantize(float: &FloatNet, calib: &[Vec<f32>]) -> QuantNet {
     QuantNet { net: net.clone(), tensors, ops }
 }
 
+impl QuantNet {
+    /// A quantised network with random weights and realistic quantisation parameters (scales
+    /// and multipliers in the ranges trained networks produce): what instruction counts and
+    /// footprints are measured on when no trained weights are needed. Deterministic in `seed`.
+    pub fn synthetic(net: &Network, seed: u64) -> QuantNet {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut tensors: Vec<QParams> = (0..net.tensors.len())
+            .map(|_| QParams { scale: rng.random_range(0.02f32..0.1), zero_point: rng.random_range(-20..20) })
+            .collect();
+        for layer in &net.layers {
+            if layer.kind == LayerKind::GlobalAvgPool {
+                tensors[layer.output.0 as usize] = tensors[layer.input.0 as usize];
+            }
+        }
+        let ops = net
+            .layers
+            .iter()
+            .map(|layer| {
+                let qi = tensors[layer.input.0 as usize];
+                let qo = tensors[layer.output.0 as usize];
+                let x = net.shape(layer.input);
+                let y = net.shape(layer.output);
+                let mut weights = |n: usize| -> Vec<i8> { (0..n).map(|_| rng.random_range(-127i32..=127) as i8).collect() };
+                match layer.kind {
+                    LayerKind::Conv2d { kernel, .. } | LayerKind::DepthwiseConv2d { kernel, .. } => {
+                        let per_out = if matches!(layer.kind, LayerKind::Conv2d { .. }) { kernel * kernel * x.c } else { kernel * kernel };
+                        let weight = weights(per_out * y.c);
+                        // Spread the sum of per_out products over about the output range.
+                        let weight_scales: Vec<f32> = (0..y.c)
+                            .map(|_| rng.random_range(0.5f32..2.0) * qo.scale / (qi.scale * 40.0 * (per_out as f32).sqrt()))
+                            .collect();
+                        let bias = (0..y.c).map(|_| rng.random_range(-2000..2000)).collect();
+                        let requant = weight_scales.iter().map(|&s| conv_requant(qi.scale, s, qo.scale)).collect();
+                        let (act_min, act_max) = activation_range(layer.act, qo);
+                        QOp::Conv { weight, weight_scales, bias, requant, act_min, act_max }
+                    }
+                    LayerKind::Add => {
+                        let q2 = tensors[layer.input2.expect("Add has two inputs").0 as usize];
+                        let twice_max = 2.0 * qi.scale.max(q2.scale) as f64;
+                        let (act_min, act_max) = activation_range(layer.act, qo);
+                        QOp::Add {
+                            input1: quantize_multiplier(qi.scale as f64 / twice_max),
+                            input2: quantize_multiplier(q2.scale as f64 / twice_max),
+                            output: quantize_multiplier(twice_max / ((1i64 << ADD_LEFT_SHIFT) as f64 * qo.scale as f64)),
+                            act_min,
+                            act_max,
+                        }
+                    }
+                    LayerKind::GlobalAvgPool => QOp::AvgPool,
+                    LayerKind::FullyConnected { .. } => {
+                        let weight = weights(x.c * y.c);
+                        let weight_scale = qo.scale / (qi.scale * 40.0 * (x.c as f32).sqrt());
+                        QOp::FullyConnected {
+                            weight,
+                            weight_scale,
+                            bias: (0..y.c).map(|_| rng.random_range(-2000..2000)).collect(),
+                            requant: conv_requant(qi.scale, weight_scale, qo.scale),
+                        }
+                    }
+                }
+            })
+            .collect();
+        QuantNet { net: net.clone(), tensors, ops }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

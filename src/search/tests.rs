@@ -34,6 +34,8 @@ fn f746() -> Board {
         clock_mhz: 216.0,
         sram: 320 << 10,
         flash: 1 << 20,
+        flash_origin: 0x0800_0000,
+        sram_origin: 0x2000_0000,
     }
 }
 

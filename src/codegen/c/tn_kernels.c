@@ -1,0 +1,297 @@
+/*
+ * tn_kernels.c - int8 kernels of the tinynas C runtime (see tn_kernels.h).
+ *
+ * Every kernel has one plain C99 path; with __ARM_FEATURE_DSP the inner products run on
+ * SXTB16 (sign-extend two bytes into two halfwords) and SMLAD (two 16x16 MACs per instruction).
+ * Both paths accumulate the same integers and requantise with the same code, so they agree bit
+ * for bit.
+ */
+#include "tn_kernels.h"
+
+#include <string.h>
+
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+#include <arm_acle.h>
+#define TN_DSP 1
+#else
+#define TN_DSP 0
+#endif
+
+#define TN_INLINE static inline __attribute__((always_inline))
+
+/* gemmlowp SaturatingRoundingDoublingHighMul. The a == b == INT32_MIN overflow case cannot
+ * happen: multipliers are non-negative. */
+TN_INLINE int32_t tn_srdhm(int32_t a, int32_t b) {
+    int64_t ab = (int64_t)a * (int64_t)b;
+    int64_t nudge = ab >= 0 ? (1LL << 30) : (1LL - (1LL << 30));
+    return (int32_t)((ab + nudge) / (1LL << 31));
+}
+
+/* gemmlowp RoundingDivideByPOT: x / 2^e rounding half away from zero. */
+TN_INLINE int32_t tn_rdbpot(int32_t x, int32_t e) {
+    int32_t mask = (int32_t)((1u << e) - 1u);
+    int32_t rem = x & mask;
+    int32_t threshold = (mask >> 1) + (x < 0);
+    return (x >> e) + (rem > threshold);
+}
+
+/* TFLite MultiplyByQuantizedMultiplier (double rounding). */
+TN_INLINE int32_t tn_requant(int32_t x, int32_t mult, int32_t shift) {
+    int32_t left = shift > 0 ? shift : 0;
+    int32_t right = shift > 0 ? 0 : -shift;
+    return tn_rdbpot(tn_srdhm((int32_t)((uint32_t)x << left), mult), right);
+}
+
+TN_INLINE int8_t tn_clamp(int32_t v, int32_t lo, int32_t hi) {
+    return (int8_t)(v < lo ? lo : (v > hi ? hi : v));
+}
+
+/* Requantise one accumulator of output channel o of a convolution. */
+TN_INLINE int8_t tn_conv_out(const tn_conv_t *p, int32_t acc, int32_t o) {
+    return tn_clamp(tn_requant(acc, p->mult[o], p->shift[o]) + p->out_offset, p->act_min, p->act_max);
+}
+
+#if TN_DSP
+/* 4 bytes from any address (the M4/M7 allow unaligned LDR; memcpy compiles to one). */
+TN_INLINE uint32_t tn_ld32(const void *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+/* Bytes 1 and 3 sign-extended into two halfwords: SXTB16 with its ROR #8 operand. */
+TN_INLINE int32_t tn_sxtb16_ror8(uint32_t x) {
+    int32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+#endif
+
+/* ---- 1x1 convolution ------------------------------------------------------------------- */
+
+/* Inner product of cin int8 values (plain C path and tails). */
+TN_INLINE int32_t tn_dot8(const int8_t *x, const int8_t *w, int32_t n, int32_t acc) {
+    for (int32_t i = 0; i < n; i++) acc += (int32_t)x[i] * (int32_t)w[i];
+    return acc;
+}
+
+void tn_pointwise(const tn_conv_t *p, const int8_t *in, int8_t *out) {
+    const int32_t n = (int32_t)p->out_h * p->out_w;
+    const int32_t cin = p->in_c, cout = p->out_c;
+    int32_t px = 0;
+#if TN_DSP
+    /* 2 pixels x 2 output channels per step, 4 input channels per SMLAD quartet. */
+    for (; px + 1 < n; px += 2) {
+        const int8_t *xa = in + px * cin;
+        const int8_t *xb = xa + cin;
+        int8_t *ya = out + px * cout;
+        int8_t *yb = ya + cout;
+        int32_t o = 0;
+        for (; o + 1 < cout; o += 2) {
+            const int8_t *w0 = p->weight + o * cin;
+            const int8_t *w1 = w0 + cin;
+            int32_t a0 = p->bias[o], a1 = p->bias[o + 1], b0 = a0, b1 = a1;
+            int32_t i = 0;
+            for (; i + 3 < cin; i += 4) {
+                uint32_t x = tn_ld32(xa + i), y = tn_ld32(xb + i);
+                int32_t xe = __sxtb16(x), xo = tn_sxtb16_ror8(x);
+                int32_t ye = __sxtb16(y), yo = tn_sxtb16_ror8(y);
+                uint32_t u = tn_ld32(w0 + i);
+                int32_t ue = __sxtb16(u), uo = tn_sxtb16_ror8(u);
+                a0 = __smlad(xe, ue, a0);
+                a0 = __smlad(xo, uo, a0);
+                b0 = __smlad(ye, ue, b0);
+                b0 = __smlad(yo, uo, b0);
+                uint32_t v = tn_ld32(w1 + i);
+                int32_t ve = __sxtb16(v), vo = tn_sxtb16_ror8(v);
+                a1 = __smlad(xe, ve, a1);
+                a1 = __smlad(xo, vo, a1);
+                b1 = __smlad(ye, ve, b1);
+                b1 = __smlad(yo, vo, b1);
+            }
+            for (; i < cin; i++) {
+                int32_t x = xa[i], y = xb[i];
+                a0 += x * w0[i];
+                a1 += x * w1[i];
+                b0 += y * w0[i];
+                b1 += y * w1[i];
+            }
+            ya[o] = tn_conv_out(p, a0, o);
+            ya[o + 1] = tn_conv_out(p, a1, o + 1);
+            yb[o] = tn_conv_out(p, b0, o);
+            yb[o + 1] = tn_conv_out(p, b1, o + 1);
+        }
+        for (; o < cout; o++) {
+            const int8_t *w0 = p->weight + o * cin;
+            ya[o] = tn_conv_out(p, tn_dot8(xa, w0, cin, p->bias[o]), o);
+            yb[o] = tn_conv_out(p, tn_dot8(xb, w0, cin, p->bias[o]), o);
+        }
+    }
+#endif
+    for (; px < n; px++) {
+        const int8_t *x = in + px * cin;
+        int8_t *y = out + px * cout;
+        for (int32_t o = 0; o < cout; o++) y[o] = tn_conv_out(p, tn_dot8(x, p->weight + o * cin, cin, p->bias[o]), o);
+    }
+}
+
+/* ---- kxk dense convolution --------------------------------------------------------------- */
+
+/* Position of element i in a column whose groups of 4 are stored as (0, 2, 1, 3): one 32-bit
+ * load then yields the halfword pairs SXTB16 makes of 4 weight bytes. The tail (len % 4)
+ * stays in order. */
+TN_INLINE int32_t tn_col_pos(int32_t i, int32_t len) {
+    static const uint8_t perm[4] = {0, 2, 1, 3};
+    return (i < (len & ~3)) ? ((i & ~3) | perm[i & 3]) : i;
+}
+
+/* The im2col column of output pixel (oy, ox): input + offset, 0 on the padding. */
+static void tn_im2col(const tn_conv_t *p, const int8_t *in, int32_t oy, int32_t ox, int16_t *col) {
+    const int32_t k = p->kernel, cin = p->in_c, len = k * k * cin;
+    int32_t i = 0;
+    for (int32_t ky = 0; ky < k; ky++) {
+        int32_t iy = oy * p->stride + ky - p->pad_top;
+        for (int32_t kx = 0; kx < k; kx++) {
+            int32_t ix = ox * p->stride + kx - p->pad_left;
+            int inside = iy >= 0 && iy < p->in_h && ix >= 0 && ix < p->in_w;
+            const int8_t *x = in + (iy * p->in_w + ix) * cin;
+            for (int32_t c = 0; c < cin; c++, i++) col[tn_col_pos(i, len)] = inside ? (int16_t)(x[c] + p->in_offset) : 0;
+        }
+    }
+}
+
+/* Inner product of a reordered int16 column and int8 weights. */
+TN_INLINE int32_t tn_dot_col(const int16_t *col, const int8_t *w, int32_t len, int32_t acc) {
+    int32_t i = 0;
+#if TN_DSP
+    for (; i + 3 < len; i += 4) {
+        uint32_t u = tn_ld32(w + i);
+        acc = __smlad((int32_t)tn_ld32(col + i), __sxtb16(u), acc);
+        acc = __smlad((int32_t)tn_ld32(col + i + 2), tn_sxtb16_ror8(u), acc);
+    }
+#endif
+    for (; i < len; i++) acc += (int32_t)col[tn_col_pos(i, len)] * w[i];
+    return acc;
+}
+
+void tn_conv(const tn_conv_t *p, const int8_t *in, int8_t *out, int16_t *scratch) {
+    const int32_t len = (int32_t)p->kernel * p->kernel * p->in_c;
+    const int32_t cout = p->out_c, n = (int32_t)p->out_h * p->out_w;
+    int16_t *col_a = scratch, *col_b = scratch + len;
+    int32_t px = 0;
+    /* Two pixels per pass: each weight row is loaded once for both columns. */
+    for (; px + 1 < n; px += 2) {
+        tn_im2col(p, in, px / p->out_w, px % p->out_w, col_a);
+        tn_im2col(p, in, (px + 1) / p->out_w, (px + 1) % p->out_w, col_b);
+        for (int32_t o = 0; o < cout; o++) {
+            const int8_t *w = p->weight + o * len;
+            out[px * cout + o] = tn_conv_out(p, tn_dot_col(col_a, w, len, p->bias[o]), o);
+            out[(px + 1) * cout + o] = tn_conv_out(p, tn_dot_col(col_b, w, len, p->bias[o]), o);
+        }
+    }
+    for (; px < n; px++) {
+        tn_im2col(p, in, px / p->out_w, px % p->out_w, col_a);
+        for (int32_t o = 0; o < cout; o++) out[px * cout + o] = tn_conv_out(p, tn_dot_col(col_a, p->weight + o * len, len, p->bias[o]), o);
+    }
+}
+
+/* ---- depthwise convolution ----------------------------------------------------------------- */
+
+/* One output channel plane from the padded int16 input plane (row pitch pw), kernel K known at
+ * compile time so the taps unroll and the weights stay in registers. */
+#define TN_DW_MAX_K 7
+TN_INLINE void tn_dw_plane(const tn_conv_t *p, const int16_t *plane, int32_t pw, const int16_t *wk, int32_t c, int8_t *out,
+                           const int32_t K) {
+    const int32_t s = p->stride, C = p->out_c, bias = p->bias[c];
+    for (int32_t oy = 0; oy < p->out_h; oy++) {
+        const int16_t *row0 = plane + oy * s * pw;
+        int8_t *y = out + (oy * p->out_w) * C + c;
+        for (int32_t ox = 0; ox < p->out_w; ox++, y += C) {
+            const int16_t *r = row0 + ox * s;
+            int32_t acc = bias;
+#pragma GCC unroll 7
+            for (int32_t ky = 0; ky < K; ky++, r += pw) {
+                const int16_t *wr = wk + ky * (TN_DW_MAX_K + 1);
+                int32_t kx = 0;
+#if TN_DSP
+#pragma GCC unroll 3
+                for (; kx + 1 < K; kx += 2) acc = __smlad((int32_t)tn_ld32(r + kx), (int32_t)tn_ld32(wr + kx), acc);
+#endif
+#pragma GCC unroll 7
+                for (; kx < K; kx++) acc += (int32_t)r[kx] * wr[kx];
+            }
+            *y = tn_conv_out(p, acc, c);
+        }
+    }
+}
+
+void tn_depthwise(const tn_conv_t *p, const int8_t *in, int8_t *out, int16_t *scratch) {
+    const int32_t k = p->kernel, s = p->stride, C = p->in_c;
+    const int32_t ph = (p->out_h - 1) * s + k, pw = (p->out_w - 1) * s + k;
+    /* Input rows / columns that any tap reads. */
+    const int32_t rows = p->in_h < ph - p->pad_top ? p->in_h : ph - p->pad_top;
+    const int32_t cols = p->in_w < pw - p->pad_left ? p->in_w : pw - p->pad_left;
+    /* Weights of one channel as int16, one row of TN_DW_MAX_K + 1 per kernel row. */
+    int16_t wk[TN_DW_MAX_K * (TN_DW_MAX_K + 1)] __attribute__((aligned(4)));
+    /* The padding border is zero for every channel: clear the plane once. */
+    memset(scratch, 0, (size_t)ph * (size_t)pw * sizeof(int16_t));
+    for (int32_t c = 0; c < C; c++) {
+        for (int32_t y = 0; y < rows; y++) {
+            const int8_t *x = in + (y * p->in_w) * C + c;
+            int16_t *d = scratch + (y + p->pad_top) * pw + p->pad_left;
+            for (int32_t xx = 0; xx < cols; xx++) d[xx] = (int16_t)(x[xx * C] + p->in_offset);
+        }
+        for (int32_t ky = 0; ky < k; ky++)
+            for (int32_t kx = 0; kx < k; kx++) wk[ky * (TN_DW_MAX_K + 1) + kx] = p->weight[(ky * k + kx) * C + c];
+        switch (k) {
+        case 3: tn_dw_plane(p, scratch, pw, wk, c, out, 3); break;
+        case 5: tn_dw_plane(p, scratch, pw, wk, c, out, 5); break;
+        case 7: tn_dw_plane(p, scratch, pw, wk, c, out, 7); break;
+        default: tn_dw_plane(p, scratch, pw, wk, c, out, k); break;
+        }
+    }
+}
+
+/* ---- residual add, average pool, fully connected ------------------------------------------ */
+
+void tn_add(const tn_add_t *p, const int8_t *a, const int8_t *b, int8_t *out) {
+    for (uint32_t i = 0; i < p->size; i++) {
+        int32_t x1 = tn_requant((a[i] + p->in1_offset) * (1 << 20), p->in1_mult, p->in1_shift);
+        int32_t x2 = tn_requant((b[i] + p->in2_offset) * (1 << 20), p->in2_mult, p->in2_shift);
+        out[i] = tn_clamp(tn_requant(x1 + x2, p->out_mult, p->out_shift) + p->out_offset, p->act_min, p->act_max);
+    }
+}
+
+void tn_avgpool(uint16_t h, uint16_t w, uint16_t c, const int8_t *in, int8_t *out, int32_t *acc) {
+    const int32_t n = (int32_t)h * w;
+    for (int32_t ch = 0; ch < c; ch++) acc[ch] = 0;
+    for (int32_t px = 0; px < n; px++)
+        for (int32_t ch = 0; ch < c; ch++) acc[ch] += in[px * c + ch];
+    /* TFLite's int8 average pool: round half away from zero, then saturate. */
+    for (int32_t ch = 0; ch < c; ch++) {
+        int32_t v = acc[ch] > 0 ? (acc[ch] + n / 2) / n : (acc[ch] - n / 2) / n;
+        out[ch] = tn_clamp(v, -128, 127);
+    }
+}
+
+/* x * mult * 2^(shift - 31) with one rounding (what LiteRT's FULLY_CONNECTED computes). */
+TN_INLINE int32_t tn_requant_single(int32_t x, int32_t mult, int32_t shift) {
+    int32_t total = 31 - shift;
+    return (int32_t)(((int64_t)x * mult + (1LL << (total - 1))) >> total);
+}
+
+void tn_fully_connected(const tn_fc_t *p, const int8_t *in, int8_t *out) {
+    const int32_t cin = p->in_c;
+    for (int32_t o = 0; o < p->out_c; o++) {
+        const int8_t *w = p->weight + o * cin;
+        int32_t acc = p->bias[o], i = 0;
+#if TN_DSP
+        for (; i + 3 < cin; i += 4) {
+            uint32_t x = tn_ld32(in + i), u = tn_ld32(w + i);
+            acc = __smlad(__sxtb16(x), __sxtb16(u), acc);
+            acc = __smlad(tn_sxtb16_ror8(x), tn_sxtb16_ror8(u), acc);
+        }
+#endif
+        acc = tn_dot8(in + i, w + i, cin - i, acc);
+        out[o] = tn_clamp(tn_requant_single(acc, p->mult, p->shift) + p->out_offset, p->act_min, p->act_max);
+    }
+}

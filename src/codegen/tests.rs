@@ -1,0 +1,108 @@
+//! The generated C, built with the host compiler, against the Rust int8 reference executor.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::*;
+use crate::arch::Arch;
+use crate::cost::{CostModel, EngineProfile};
+use crate::export::QuantNet;
+use crate::ir::{Activation, Network, Role, Shape, Site, lower};
+use crate::space::SearchSpace;
+
+fn space(name: &str) -> SearchSpace {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("search_spaces").join(format!("{name}.toml"));
+    SearchSpace::from_path(&path).unwrap()
+}
+
+fn random_inputs(n: usize, size: usize, seed: u64) -> Vec<Vec<i8>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..n).map(|_| (0..size).map(|_| rng.random_range(-128i32..=127) as i8).collect()).collect()
+}
+
+/// Build `q` with the host compiler and compare its outputs with the reference, byte for byte.
+fn host_matches_reference(q: &QuantNet, engine: EngineProfile, n: usize, seed: u64) {
+    let report = CostModel::new(engine).report(&q.net);
+    let model = generate(q, &report.plan, "test").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in model.files() {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let exe = tools::build_host(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let inputs = random_inputs(n, q.net.shape(q.net.input).elems(), seed);
+    let got = tools::run_host(&exe, &inputs, q.net.shape(q.net.output).elems()).unwrap();
+    for (i, (x, y)) in inputs.iter().zip(&got).enumerate() {
+        assert_eq!(&q.run(x), y, "image {i}: host C differs from the Rust reference");
+    }
+}
+
+#[test]
+fn host_c_is_bit_exact_on_random_archs() {
+    for (name, count) in [("cifar", 3), ("mcunet", 1)] {
+        let s = space(name);
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        for k in 0..count {
+            let mut arch = Arch::sample(&s, &mut rng);
+            if name == "mcunet" {
+                // Keep the host test quick: the smallest resolution.
+                arch.resolution = *s.resolutions.iter().min().unwrap();
+            }
+            let q = QuantNet::synthetic(&lower(&arch, &s), 100 + k);
+            host_matches_reference(&q, EngineProfile::default(), 4, k);
+        }
+    }
+}
+
+#[test]
+fn host_c_is_bit_exact_without_in_place_and_on_edge_shapes() {
+    // Odd sizes everywhere: odd channel counts (DSP tails), odd pixel counts, stride 2 on odd
+    // maps, every kernel size, a residual, a kxk conv with many input channels.
+    let mut net = Network::new(Shape { h: 7, w: 9, c: 5 });
+    let block = Site::Block { stage: 0, block: 0 };
+    let c = net
+        .wire(
+            LayerKind::Conv2d { kernel: 3, stride: 2, padding: crate::ir::Padding::same(7, 9, 3, 2).0, out_channels: 7 },
+            Activation::Relu6,
+            &[net.input],
+            Site::Stem,
+            Role::Stem,
+        )
+        .unwrap();
+    let mut x = c;
+    for (k, s) in [(3, 1), (5, 2), (7, 1)] {
+        let xs = net.shape(x);
+        let e = net
+            .wire(
+                LayerKind::Conv2d { kernel: 1, stride: 1, padding: crate::ir::Padding::same(1, 1, 1, 1).0, out_channels: 13 },
+                Activation::Relu6,
+                &[x],
+                block,
+                Role::Expand,
+            )
+            .unwrap();
+        let d = net
+            .wire(
+                LayerKind::DepthwiseConv2d { kernel: k, stride: s, padding: crate::ir::Padding::same(xs.h, xs.w, k, s).0 },
+                Activation::Relu6,
+                &[e],
+                block,
+                Role::Depthwise,
+            )
+            .unwrap();
+        let p = net
+            .wire(
+                LayerKind::Conv2d { kernel: 1, stride: 1, padding: crate::ir::Padding::same(1, 1, 1, 1).0, out_channels: 7 },
+                Activation::None,
+                &[d],
+                block,
+                Role::Project,
+            )
+            .unwrap();
+        x = if s == 1 { net.wire(LayerKind::Add, Activation::None, &[p, x], block, Role::Residual).unwrap() } else { p };
+    }
+    let g = net.wire(LayerKind::GlobalAvgPool, Activation::None, &[x], Site::Head, Role::Pool).unwrap();
+    net.wire(LayerKind::FullyConnected { out_features: 11 }, Activation::None, &[g], Site::Head, Role::Classifier).unwrap();
+    let q = QuantNet::synthetic(&net, 9);
+    host_matches_reference(&q, EngineProfile::default(), 8, 1);
+    host_matches_reference(&q, EngineProfile { in_place_depthwise: false, ..EngineProfile::default() }, 8, 2);
+}

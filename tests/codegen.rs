@@ -1,0 +1,128 @@
+//! The generated C on a Cortex-M: cross-compiled with arm-none-eabi-gcc against a linker script
+//! sized to the board, run in QEMU (`mps2-an500`, Cortex-M7; `mps2-an386`, Cortex-M4) with
+//! deterministic instruction counting; outputs must equal the Rust int8 reference byte for byte;
+//! a model over the board's SRAM must fail at link time; the linked footprint must match the
+//! cost model's prediction.
+//!
+//! Needs arm-none-eabi-gcc and qemu-system-arm (test.sh installs them with
+//! scripts/install-mcu-tools.sh); without them these tests skip with a loud message.
+
+#![cfg(feature = "supernet")]
+
+use std::path::Path;
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tinynas::arch::Arch;
+use tinynas::board::Boards;
+use tinynas::codegen::firmware::{Target, write_project};
+use tinynas::codegen::tools::{self, App};
+use tinynas::codegen::{footprint, generate};
+use tinynas::cost::{CostModel, EngineProfile};
+use tinynas::export::QuantNet;
+use tinynas::ir::lower;
+use tinynas::space::SearchSpace;
+
+fn tools_present() -> bool {
+    for t in ["arm-none-eabi-gcc", "arm-none-eabi-size", "arm-none-eabi-nm", "qemu-system-arm"] {
+        if let Err(e) = tools::find(t) {
+            eprintln!("\n*** SKIPPING the Cortex-M tests: {e} ***\n");
+            return false;
+        }
+    }
+    true
+}
+
+fn space(name: &str) -> SearchSpace {
+    SearchSpace::from_path(&Path::new(env!("CARGO_MANIFEST_DIR")).join("search_spaces").join(format!("{name}.toml"))).unwrap()
+}
+
+fn inputs(n: usize, size: usize, seed: u64) -> Vec<Vec<i8>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..n).map(|_| (0..size).map(|_| rng.random_range(-128i32..=127) as i8).collect()).collect()
+}
+
+#[test]
+fn firmware_in_qemu_matches_reference_and_links_to_the_predicted_size() {
+    if !tools_present() {
+        return;
+    }
+    let boards = Boards::shipped().unwrap();
+    let s = space("cifar");
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let mcunet = space("mcunet");
+    // Cortex-M7 (mps2-an500) on two cifar subnets, Cortex-M4 (mps2-an386) on an mcunet one.
+    let cases = [
+        ("stm32f746", Arch::smallest(&s), &s),
+        ("stm32f746", Arch::sample(&s, &mut rng), &s),
+        ("stm32f412", Arch::smallest(&mcunet), &mcunet),
+    ];
+    for (board, arch, s) in &cases {
+        let board = *board;
+        let target = Target::for_board(boards.get(board).unwrap(), true).unwrap();
+        let net = lower(arch, s);
+        let q = QuantNet::synthetic(&net, 7);
+        let engine = EngineProfile::default();
+        let report = CostModel::new(engine).report(&net);
+        assert!(report.sram <= target.ram && report.flash.total <= target.flash, "test arch must fit {board}");
+        let model = generate(&q, &report.plan, "test").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let imgs = inputs(3, net.shape(net.input).elems(), 1);
+        write_project(dir.path(), &model, &target, &imgs, net.shape(net.input).elems()).unwrap();
+        let elf = tools::build_firmware(dir.path(), &target, App::Test).unwrap_or_else(|e| panic!("{e}"));
+        let run = tools::run_qemu(&elf, &target, Duration::from_secs(300)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(run.unit, "instructions");
+        for (i, img) in imgs.iter().enumerate() {
+            assert_eq!(run.outputs[i], q.run(img), "{board}: image {i} differs from the reference in QEMU");
+        }
+        assert!(run.stack <= tinynas::codegen::firmware::STACK_BYTES, "stack {} over the reserved size", run.stack);
+        let deploy = tools::build_firmware(dir.path(), &target, App::Deploy).unwrap_or_else(|e| panic!("{e}"));
+        let f = footprint(&deploy).unwrap();
+        let flash_err = (f.flash as f64 - report.flash.total as f64).abs() / f.flash as f64;
+        let sram_err = (f.sram as f64 - report.sram as f64).abs() / f.sram as f64;
+        eprintln!(
+            "{board} {} layers: flash linked {} predicted {} ({:.2}%), sram linked {} predicted {} ({:.2}%), stack used {} of {}, {} instructions per inference",
+            net.layers.len(),
+            f.flash,
+            report.flash.total,
+            100.0 * flash_err,
+            f.sram,
+            report.sram,
+            100.0 * sram_err,
+            run.stack,
+            f.stack,
+            run.totals[0]
+        );
+        assert!(
+            flash_err <= 0.05 && sram_err <= 0.05,
+            "linked {f:#?}\npredicted {:#?} sram {} layers {}",
+            report.flash,
+            report.sram,
+            net.layers.len()
+        );
+    }
+}
+
+#[test]
+fn model_over_the_board_sram_fails_at_link_time() {
+    if !tools_present() {
+        return;
+    }
+    let boards = Boards::shipped().unwrap();
+    let s = space("mcunet");
+    let arch = Arch::largest(&s);
+    let net = lower(&arch, &s);
+    let report = CostModel::new(EngineProfile::default()).report(&net);
+    let mut board = boards.get("stm32f746").unwrap().clone();
+    assert!(report.sram > board.sram, "the largest mcunet subnet must not fit 320 KiB");
+    // Flash large enough that only SRAM overflows.
+    board.flash = 64 << 20;
+    let target = Target::for_board(&board, true).unwrap();
+    let q = QuantNet::synthetic(&net, 1);
+    let model = generate(&q, &report.plan, "too big").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write_project(dir.path(), &model, &target, &[], net.shape(net.input).elems()).unwrap();
+    let err = tools::build_firmware(dir.path(), &target, App::Deploy).unwrap_err().to_string();
+    assert!(err.contains("region `RAM' overflowed"), "{err}");
+}
