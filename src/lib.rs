@@ -15,7 +15,8 @@
 //! | `board` | boards as data | size |
 //! | `data` | datasets, augmentation, batching | - |
 //! | `predictor` | accuracy predictors (MLP on a one-hot arch encoding) | arch, space; burn for training |
-//! | `search` | NSGA-II under budgets, latency estimate, archive, outputs | cost, board, predictor |
+//! | `latency` | per-operator latency tables (CSV), their fit and the table latency model | ir, space, board |
+//! | `search` | NSGA-II under budgets, latency estimate, archive, outputs | cost, board, predictor, latency |
 //! | `plot` | report plots (plotters) | search |
 //! | `export` | int8 quantisation, int8 reference executor, `.tflite` writer | ir, supernet |
 //! | `cli` | the `nas` command | all |
@@ -27,6 +28,7 @@ pub mod board;
 pub mod cli;
 pub mod cost;
 pub mod ir;
+pub mod latency;
 pub mod size;
 pub mod space;
 

@@ -11,6 +11,7 @@ mod eval;
 #[cfg(feature = "supernet")]
 mod export;
 mod inspect;
+mod latency;
 mod pick;
 mod plot;
 mod predictor;
@@ -55,6 +56,9 @@ enum Command {
     /// Accuracy predictor: build one from a trained supernet, or describe one.
     #[command(subcommand)]
     Predictor(predictor::Predictor),
+    /// Per-operator latency tables: fit the fallback, import measurements, show, list a space's ops.
+    #[command(subcommand)]
+    Latency(latency::Latency),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(bench::Bench),
@@ -101,6 +105,7 @@ pub fn main() -> i32 {
         Command::Plot(p) => plot::run(p),
         Command::SpaceOpt(a) => space_opt::run(a),
         Command::Predictor(p) => predictor::run(p),
+        Command::Latency(l) => latency::run(l),
         #[cfg(feature = "supernet")]
         Command::Train(a) => train::run(a),
         #[cfg(feature = "supernet")]

@@ -1,9 +1,10 @@
 //! `nas search`: NSGA-II over a search space under SRAM / flash / latency budgets.
 
 use super::{Outcome, size_arg};
-use crate::board::Boards;
+use crate::board::{Board, Boards};
+use crate::latency::{LatencyTable, TableLatencyModel};
 use crate::predictor::{AccuracyModel, MlpPredictor};
-use crate::search::latency::{LATENCY_LABEL, MacsPerCycleModel};
+use crate::search::latency::{LatencyModel, MacsPerCycleModel};
 use crate::search::objectives::{Budget, Objective, parse_objectives};
 use crate::search::output::{self, Measured, RunInfo};
 use crate::search::{Evaluator, STATE_FILE, Search, SearchConfig, SearchError};
@@ -20,9 +21,15 @@ pub(crate) struct Args {
     /// Flash budget, e.g. 1m [default: the board's flash].
     #[arg(long, value_parser = size_arg)]
     pub flash: Option<u64>,
-    /// Latency budget, e.g. 150ms or 0.2s (checked against the MACs/cycle estimate).
+    /// Latency budget, e.g. 150ms or 0.2s (checked against the latency model: the table, else
+    /// the MACs/cycle estimate).
     #[arg(long, value_parser = latency_arg)]
     pub latency: Option<f64>,
+    /// Per-operator latency table (CSV, see latency_tables/README.md) [default:
+    /// latency_tables/<board>.csv beside the boards table when it exists, else the MACs/cycle
+    /// estimate].
+    #[arg(long)]
+    pub latency_table: Option<PathBuf>,
     /// Target board (latency estimate and default budgets).
     #[arg(long, default_value = "stm32f746")]
     pub board: String,
@@ -106,6 +113,18 @@ pub(crate) fn latency_arg(s: &str) -> Result<f64, String> {
     }
 }
 
+/// The latency model of a search: the table at `table`, else `latency_tables/<board>.csv` beside
+/// the shipped boards table when it exists (see [`crate::latency::default_table_path`]), else
+/// the board's MACs/cycle estimate. A table that exists but cannot be used is an error.
+pub(crate) fn latency_model(table: Option<&Path>, board: &Board) -> anyhow::Result<Box<dyn LatencyModel>> {
+    let Some(path) = table.map(Path::to_path_buf).or_else(|| crate::latency::default_table_path(&board.name)) else {
+        return Ok(Box::new(MacsPerCycleModel::for_board(board)?));
+    };
+    let mut t = LatencyTable::read_csv(&path)?;
+    t.name = path.display().to_string();
+    Ok(Box::new(TableLatencyModel::new(&t, board)?))
+}
+
 /// Default supernet folder and predictor file of a space: the experiment under `experiments/`
 /// whose `space` file is `<space>.toml` names them.
 pub(crate) fn default_assets(space: &str) -> (PathBuf, PathBuf) {
@@ -140,7 +159,7 @@ pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
     if budget.sram == 0 || budget.flash == 0 {
         anyhow::bail!("--sram and --flash must be positive (got {} and {} bytes)", budget.sram, budget.flash);
     }
-    let latency = MacsPerCycleModel::for_board(&board)?;
+    let latency = latency_model(a.latency_table.as_deref(), &board)?;
     let (default_supernet, default_predictor) = default_assets(&space.name);
     let wants_acc = a.objectives.0.contains(&Objective::Acc);
     let accuracy: Option<Box<dyn AccuracyModel>> = if wants_acc {
@@ -167,7 +186,7 @@ pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
             a.seed
         ))
     });
-    let eval = Evaluator::new(space.clone(), budget, a.objectives.0.clone(), Box::new(latency), accuracy)?;
+    let eval = Evaluator::new(space.clone(), budget, a.objectives.0.clone(), latency, accuracy)?;
     let mut search = match Search::new(eval, config) {
         Ok(s) => s,
         Err(e @ SearchError::Infeasible(_)) => {
@@ -268,7 +287,7 @@ pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
         search_secs,
         search.hypervolume.last().unwrap_or(&0.0),
     );
-    println!("Pareto front: {} archs (latency_ms* = {LATENCY_LABEL})", pareto.len());
+    println!("Pareto front: {} archs (latency_ms* = {})", pareto.len(), info.latency_label);
     print!("{}", output::summary_table(&search, &pareto, &measured, a.rows));
     if let Some(l) = &info.measured_label {
         println!("acc_meas%: {l}");

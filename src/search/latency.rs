@@ -1,10 +1,10 @@
 //! Latency of a network on a board.
 //!
-//! No measured per-operator latency tables exist yet, so the shipped model is an **estimate**:
+//! Without a measured per-operator latency table (see [`crate::latency`]) the model is an **estimate**:
 //! MACs divided by a per-core throughput (MACs per cycle), plus a fixed per-layer overhead and a
 //! per-element cost for the MAC-free layers (residual add, average pool). Every output that
-//! shows these numbers labels them with [`LATENCY_LABEL`]. A measured table replaces it by
-//! implementing [`LatencyModel`].
+//! shows these numbers labels them with [`LATENCY_LABEL`]. A measured table replaces it through
+//! [`crate::latency::TableLatencyModel`], which implements [`LatencyModel`].
 //!
 //! The throughputs are the implied MAC/cycle of the best published int8 stacks on each core
 //! (MLPerf Tiny v1.x closed division, see the project's MCU reference): Cortex-M7 0.92-1.02
@@ -86,6 +86,13 @@ impl MacsPerCycleModel {
             })
             .sum();
         macs as f64 / self.macs_per_cycle + LAYER_OVERHEAD_CYCLES * net.layers.len() as f64 + CYCLES_PER_ELEMENT * elementwise as f64
+    }
+
+    /// Estimated cycles of one layer with `macs` MACs and `elementwise` elements of MAC-free
+    /// work (the output of an add, the input of an average pool; 0 otherwise). Summed over a
+    /// network's layers this is [`MacsPerCycleModel::cycles`].
+    pub fn op_cycles(&self, macs: u64, elementwise: usize) -> f64 {
+        macs as f64 / self.macs_per_cycle + LAYER_OVERHEAD_CYCLES + CYCLES_PER_ELEMENT * elementwise as f64
     }
 }
 

@@ -1,0 +1,35 @@
+//! Per-operator latency tables (`latency_tables/<board>.csv`) and the latency model built on them.
+//!
+//! * [`key`]: [`OpKey`], the operator configuration a row measures, built from the layer IR, and
+//!   [`ops_of_space`], every configuration a search space can produce (what to profile).
+//! * [`table`]: the CSV format ([`LatencyTable`], [`LatencyRow`], [`Provenance`]): checked
+//!   reading with errors naming file, row, column and value; atomic writing; merging.
+//! * [`fit`]: the per-op-kind non-negative linear fit used for configurations a table lacks.
+//! * [`model`]: [`TableLatencyModel`], a [`crate::search::latency::LatencyModel`] that sums
+//!   exact rows, fitted values, or (for op kinds without rows) the MACs/cycle estimate.
+//!
+//! The format is described in `latency_tables/README.md`.
+
+pub mod fit;
+pub mod key;
+pub mod model;
+pub mod table;
+
+pub use fit::{ErrorStats, OpFit, fit_table, nnls3, relative_nnls3};
+pub use key::{Op, OpKey, ops_of_space};
+pub use model::{LayerLatency, ModelError, Source, TableLatencyModel};
+pub use table::{COLUMNS, LatencyRow, LatencyTable, MergeStats, Provenance, TableError, Unit};
+
+use std::path::PathBuf;
+
+/// The table `nas search` uses for `board` when no `--latency-table` is given:
+/// `<board>.csv` in the folder of the shipped boards table (`latency_tables/boards.toml`, found
+/// the way [`crate::board::Boards::shipped`] finds it), if that file exists.
+pub fn default_table_path(board: &str) -> Option<PathBuf> {
+    let boards = crate::asset_roots().into_iter().map(|r| r.join(crate::board::BOARDS_FILE)).find(|p| p.is_file())?;
+    let path = boards.parent()?.join(format!("{board}.csv"));
+    path.is_file().then_some(path)
+}
+
+#[cfg(test)]
+mod tests;
