@@ -105,26 +105,28 @@ impl OpKey {
         OpKey { op: Op::of_kind(&layer.kind), in_h: x.h, in_w: x.w, in_c: x.c, out_h: y.h, out_w: y.w, out_c: y.c, kernel, stride }
     }
 
-    /// Multiply-accumulates, as [`crate::cost::layer_cost`] counts them (0 for add and avgpool).
+    /// Multiply-accumulates, as [`crate::cost::layer_cost`] counts them (0 for add and avgpool);
+    /// saturates at `u64::MAX` instead of overflowing on absurd keys.
     pub fn macs(&self) -> u64 {
-        let out_pixels = (self.out_h * self.out_w) as u64;
-        let k2 = (self.kernel * self.kernel) as u64;
-        match self.op {
-            Op::Pointwise | Op::Conv => out_pixels * k2 * self.in_c as u64 * self.out_c as u64,
-            Op::Depthwise => out_pixels * k2 * self.in_c as u64,
-            Op::Fc => self.in_c as u64 * self.out_c as u64,
+        let k2 = self.kernel as u128 * self.kernel as u128;
+        let out_pixels = self.out_h as u128 * self.out_w as u128;
+        let m = match self.op {
+            Op::Pointwise | Op::Conv => out_pixels.saturating_mul(k2).saturating_mul(self.in_c as u128).saturating_mul(self.out_c as u128),
+            Op::Depthwise => out_pixels.saturating_mul(k2).saturating_mul(self.in_c as u128),
+            Op::Fc => self.in_c as u128 * self.out_c as u128,
             Op::Add | Op::AvgPool => 0,
-        }
+        };
+        u64::try_from(m).unwrap_or(u64::MAX)
     }
 
-    /// Input elements.
+    /// Input elements (saturating).
     pub fn in_elems(&self) -> u64 {
-        (self.in_h * self.in_w * self.in_c) as u64
+        elems(self.in_h, self.in_w, self.in_c)
     }
 
-    /// Output elements.
+    /// Output elements (saturating).
     pub fn out_elems(&self) -> u64 {
-        (self.out_h * self.out_w * self.out_c) as u64
+        elems(self.out_h, self.out_w, self.out_c)
     }
 
     /// The element count the fitted fallback uses besides MACs: output elements, except for
@@ -211,6 +213,10 @@ impl OpKey {
         }
         Ok(())
     }
+}
+
+fn elems(h: usize, w: usize, c: usize) -> u64 {
+    u64::try_from((h as u128 * w as u128).saturating_mul(c as u128)).unwrap_or(u64::MAX)
 }
 
 impl std::fmt::Display for OpKey {
@@ -351,5 +357,18 @@ mod tests {
         assert!(fc.check().is_ok());
         assert_eq!(fc.macs(), 1600);
         assert_eq!(OpKey { in_h: 2, ..fc }.check().unwrap_err().0, "in_h");
+        // Absurd sizes saturate instead of overflowing.
+        let huge = OpKey {
+            op: Op::Conv,
+            in_h: usize::MAX,
+            in_w: usize::MAX,
+            in_c: usize::MAX,
+            out_h: usize::MAX,
+            out_w: usize::MAX,
+            out_c: usize::MAX,
+            kernel: 3,
+            stride: 1,
+        };
+        assert_eq!((huge.macs(), huge.in_elems(), huge.out_elems()), (u64::MAX, u64::MAX, u64::MAX));
     }
 }

@@ -530,6 +530,7 @@ impl Cell<'_> {
             Err(_) if self.value.starts_with('-') && self.value[1..].parse::<u64>().is_ok() => {
                 Err(self.err(format!("{what} (negative values are not allowed)")))
             }
+            Err(_) if self.value.bytes().all(|b| b.is_ascii_digit()) => Err(self.err(format!("{what} below 2^64 (too large)"))),
             Err(_) => Err(self.err(format!("{what} (not a number, or not whole)"))),
         }
     }

@@ -108,6 +108,8 @@ fn parse_errors_name_file_row_column_value_and_expectation() {
     let cases: &[(&str, &str, &[&str])] = &[
         ("in_c", "abc", &["column in_c", "\"abc\"", "non-negative integer", "not a number"]),
         ("in_c", "12.5", &["column in_c", "\"12.5\"", "integer"]),
+        ("in_c", "99999999999999999999", &["column in_c", "too large"]),
+        ("in_c", "9999999999", &["column macs", "the MACs of"]),
         ("value", "-5", &["column value", "\"-5\"", "negative"]),
         ("value", "fast", &["column value", "\"fast\"", "not a number"]),
         ("macs", "-3", &["column macs", "negative"]),
