@@ -19,6 +19,7 @@
 //! | `search` | NSGA-II under budgets, latency estimate, archive, outputs | cost, board, predictor, latency |
 //! | `plot` | report plots (plotters) | search |
 //! | `export` | int8 quantisation, int8 reference executor, `.tflite` writer | ir, supernet |
+//! | `codegen` | C code of an int8 subnet, firmware, the cross / host / QEMU tool driver | export, cost |
 //! | `cli` | the `nas` command | all |
 
 #![warn(missing_docs)]
@@ -45,6 +46,8 @@ pub fn asset_roots() -> Vec<PathBuf> {
     roots.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")));
     roots
 }
+#[cfg(feature = "supernet")]
+pub mod codegen;
 pub mod data;
 #[cfg(feature = "supernet")]
 pub mod export;

@@ -16,6 +16,9 @@ pub(crate) enum Bench {
     /// Supernet training images/s (sandwich step and largest subnet alone), conv time split, peak memory.
     #[cfg(feature = "supernet")]
     Train(super::bench_train::TrainArgs),
+    /// Instructions per MAC of the generated C kernels per layer type, in QEMU (-icount).
+    #[cfg(feature = "supernet")]
+    Mcu(super::bench_mcu::McuArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -37,6 +40,8 @@ pub(crate) fn run(b: Bench) -> anyhow::Result<Outcome> {
         Bench::Search(a) => super::search::bench(a),
         #[cfg(feature = "supernet")]
         Bench::Train(a) => super::bench_train::run(a),
+        #[cfg(feature = "supernet")]
+        Bench::Mcu(a) => super::bench_mcu::run(a),
     }
 }
 

@@ -42,7 +42,7 @@ pub(crate) struct Args {
 }
 
 /// Read an arch file or member `N` of a `pareto.json` (`PATH#N`).
-fn read_arch(spec: &str) -> anyhow::Result<Arch> {
+pub(crate) fn read_arch(spec: &str) -> anyhow::Result<Arch> {
     let Some((path, n)) = spec.rsplit_once('#') else {
         return Ok(Arch::from_path(Path::new(spec))?);
     };

@@ -5,6 +5,8 @@
 
 mod bench;
 #[cfg(feature = "supernet")]
+mod bench_mcu;
+#[cfg(feature = "supernet")]
 mod bench_train;
 #[cfg(feature = "supernet")]
 mod eval;

@@ -98,6 +98,8 @@ pub struct Target {
     pub clock_mhz: f64,
     /// Built to run under QEMU (MPS2 memory map, semihosting, instruction counter).
     pub qemu: bool,
+    /// Plain C kernels only (`-DTN_NO_DSP`), for comparison with the DSP path.
+    pub plain_c: bool,
 }
 
 impl Target {
@@ -117,6 +119,7 @@ impl Target {
             ram: board.sram,
             clock_mhz: board.clock_mhz,
             qemu,
+            plain_c: false,
         })
     }
 
@@ -125,6 +128,9 @@ impl Target {
         let mut f: Vec<String> = self.core.cpu_flags().iter().chain(COMMON_CFLAGS).map(|s| s.to_string()).collect();
         if self.qemu {
             f.push("-DTN_QEMU".into());
+        }
+        if self.plain_c {
+            f.push("-DTN_NO_DSP".into());
         }
         f
     }
@@ -268,6 +274,7 @@ mod tests {
             ram: 320 * 1024,
             clock_mhz: 216.0,
             qemu: false,
+            plain_c: false,
         };
         let s = t.linker_script();
         assert!(s.contains("ORIGIN = 0x08000000, LENGTH = 1048576"), "{s}");

@@ -113,7 +113,16 @@ mod tests {
     use crate::cost::{CostModel, EngineProfile};
 
     fn board(core: &str, mhz: f64) -> Board {
-        Board { name: "b".into(), description: String::new(), core: core.into(), clock_mhz: mhz, sram: 1, flash: 1 }
+        Board {
+            name: "b".into(),
+            description: String::new(),
+            core: core.into(),
+            clock_mhz: mhz,
+            sram: 1,
+            flash: 1,
+            flash_origin: 0,
+            sram_origin: 0x2000_0000,
+        }
     }
 
     #[test]

@@ -10,7 +10,8 @@
 
 #include <string.h>
 
-#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+/* TN_NO_DSP forces the plain C path (to measure what the DSP path gains). */
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && !defined(TN_NO_DSP)
 #include <arm_acle.h>
 #define TN_DSP 1
 #else
@@ -19,12 +20,12 @@
 
 #define TN_INLINE static inline __attribute__((always_inline))
 
-/* gemmlowp SaturatingRoundingDoublingHighMul. The a == b == INT32_MIN overflow case cannot
- * happen: multipliers are non-negative. */
+/* gemmlowp SaturatingRoundingDoublingHighMul, in one 64-bit expression: its nudge (2^30 for a
+ * non-negative product, 1 - 2^30 otherwise) followed by a division truncating towards zero
+ * equals, for both signs, adding 2^30 and flooring (an arithmetic shift). The a == b ==
+ * INT32_MIN overflow case cannot happen: multipliers are non-negative. */
 TN_INLINE int32_t tn_srdhm(int32_t a, int32_t b) {
-    int64_t ab = (int64_t)a * (int64_t)b;
-    int64_t nudge = ab >= 0 ? (1LL << 30) : (1LL - (1LL << 30));
-    return (int32_t)((ab + nudge) / (1LL << 31));
+    return (int32_t)(((int64_t)a * (int64_t)b + (1LL << 30)) >> 31);
 }
 
 /* gemmlowp RoundingDivideByPOT: x / 2^e rounding half away from zero. */
@@ -46,9 +47,26 @@ TN_INLINE int8_t tn_clamp(int32_t v, int32_t lo, int32_t hi) {
     return (int8_t)(v < lo ? lo : (v > hi ? hi : v));
 }
 
-/* Requantise one accumulator of output channel o of a convolution. */
-TN_INLINE int8_t tn_conv_out(const tn_conv_t *p, int32_t acc, int32_t o) {
-    return tn_clamp(tn_requant(acc, p->mult[o], p->shift[o]) + p->out_offset, p->act_min, p->act_max);
+/* The per-layer constants of a convolution's output stage, copied into locals: int8 stores may
+ * alias anything, so reading them through the parameter struct would reload them per output. */
+typedef struct {
+    const int32_t *bias, *mult, *shift;
+    int32_t out_offset, act_min, act_max;
+} tn_out_t;
+
+TN_INLINE tn_out_t tn_out_of(const tn_conv_t *p) {
+    tn_out_t o = {p->bias, p->mult, p->shift, p->out_offset, p->act_min, p->act_max};
+    return o;
+}
+
+/* Requantise one accumulator with channel multiplier m and shift sh. */
+TN_INLINE int8_t tn_out(const tn_out_t *q, int32_t acc, int32_t m, int32_t sh) {
+    return tn_clamp(tn_requant(acc, m, sh) + q->out_offset, q->act_min, q->act_max);
+}
+
+/* Requantise one accumulator of output channel o. */
+TN_INLINE int8_t tn_conv_out(const tn_out_t *q, int32_t acc, int32_t o) {
+    return tn_out(q, acc, q->mult[o], q->shift[o]);
 }
 
 #if TN_DSP
@@ -75,11 +93,14 @@ TN_INLINE int32_t tn_dot8(const int8_t *x, const int8_t *w, int32_t n, int32_t a
 }
 
 void tn_pointwise(const tn_conv_t *p, const int8_t *in, int8_t *out) {
+    const tn_out_t q = tn_out_of(p);
+    const int8_t *const weight = p->weight;
     const int32_t n = (int32_t)p->out_h * p->out_w;
     const int32_t cin = p->in_c, cout = p->out_c;
     int32_t px = 0;
 #if TN_DSP
     /* 2 pixels x 2 output channels per step, 4 input channels per SMLAD quartet. */
+    const int32_t cin4 = cin & ~3;
     for (; px + 1 < n; px += 2) {
         const int8_t *xa = in + px * cin;
         const int8_t *xb = xa + cin;
@@ -87,50 +108,61 @@ void tn_pointwise(const tn_conv_t *p, const int8_t *in, int8_t *out) {
         int8_t *yb = ya + cout;
         int32_t o = 0;
         for (; o + 1 < cout; o += 2) {
-            const int8_t *w0 = p->weight + o * cin;
-            const int8_t *w1 = w0 + cin;
-            int32_t a0 = p->bias[o], a1 = p->bias[o + 1], b0 = a0, b1 = a1;
-            int32_t i = 0;
-            for (; i + 3 < cin; i += 4) {
-                uint32_t x = tn_ld32(xa + i), y = tn_ld32(xb + i);
-                int32_t xe = __sxtb16(x), xo = tn_sxtb16_ror8(x);
-                int32_t ye = __sxtb16(y), yo = tn_sxtb16_ror8(y);
-                uint32_t u = tn_ld32(w0 + i);
-                int32_t ue = __sxtb16(u), uo = tn_sxtb16_ror8(u);
-                a0 = __smlad(xe, ue, a0);
-                a0 = __smlad(xo, uo, a0);
-                b0 = __smlad(ye, ue, b0);
-                b0 = __smlad(yo, uo, b0);
-                uint32_t v = tn_ld32(w1 + i);
-                int32_t ve = __sxtb16(v), vo = tn_sxtb16_ror8(v);
-                a1 = __smlad(xe, ve, a1);
-                a1 = __smlad(xo, vo, a1);
-                b1 = __smlad(ye, ve, b1);
-                b1 = __smlad(yo, vo, b1);
+            const int8_t *w0 = weight + o * cin;
+            int32_t a0 = q.bias[o], a1 = q.bias[o + 1], b0 = a0, b1 = a1;
+            const int8_t *x = xa;
+            const int8_t *w = w0;
+            /* Two quartets per iteration; a down-counter keeps the loop state in registers. */
+#define TN_PW_QUARTET(off)                                                  \
+    do {                                                                    \
+        uint32_t xv = tn_ld32(x + (off)), yv = tn_ld32(x + (off) + cin);    \
+        int32_t xe = __sxtb16(xv), xo = tn_sxtb16_ror8(xv);                 \
+        int32_t ye = __sxtb16(yv), yo = tn_sxtb16_ror8(yv);                 \
+        uint32_t u = tn_ld32(w + (off));                                    \
+        int32_t ue = __sxtb16(u), uo = tn_sxtb16_ror8(u);                   \
+        a0 = __smlad(xe, ue, a0);                                           \
+        a0 = __smlad(xo, uo, a0);                                           \
+        b0 = __smlad(ye, ue, b0);                                           \
+        b0 = __smlad(yo, uo, b0);                                           \
+        uint32_t v = tn_ld32(w + (off) + cin);                              \
+        int32_t ve = __sxtb16(v), vo = tn_sxtb16_ror8(v);                   \
+        a1 = __smlad(xe, ve, a1);                                           \
+        a1 = __smlad(xo, vo, a1);                                           \
+        b1 = __smlad(ye, ve, b1);                                           \
+        b1 = __smlad(yo, vo, b1);                                           \
+    } while (0)
+            for (int32_t k = cin4 >> 3; k > 0; k--, x += 8, w += 8) {
+                TN_PW_QUARTET(0);
+                TN_PW_QUARTET(4);
             }
-            for (; i < cin; i++) {
-                int32_t x = xa[i], y = xb[i];
-                a0 += x * w0[i];
-                a1 += x * w1[i];
-                b0 += y * w0[i];
-                b1 += y * w1[i];
+            if (cin4 & 4) {
+                TN_PW_QUARTET(0);
             }
-            ya[o] = tn_conv_out(p, a0, o);
-            ya[o + 1] = tn_conv_out(p, a1, o + 1);
-            yb[o] = tn_conv_out(p, b0, o);
-            yb[o + 1] = tn_conv_out(p, b1, o + 1);
+#undef TN_PW_QUARTET
+            for (int32_t i = cin4; i < cin; i++) {
+                int32_t xv = xa[i], yv = xb[i];
+                a0 += xv * w0[i];
+                a1 += xv * w0[cin + i];
+                b0 += yv * w0[i];
+                b1 += yv * w0[cin + i];
+            }
+            const int32_t m0 = q.mult[o], m1 = q.mult[o + 1], s0 = q.shift[o], s1 = q.shift[o + 1];
+            ya[o] = tn_out(&q, a0, m0, s0);
+            yb[o] = tn_out(&q, b0, m0, s0);
+            ya[o + 1] = tn_out(&q, a1, m1, s1);
+            yb[o + 1] = tn_out(&q, b1, m1, s1);
         }
         for (; o < cout; o++) {
-            const int8_t *w0 = p->weight + o * cin;
-            ya[o] = tn_conv_out(p, tn_dot8(xa, w0, cin, p->bias[o]), o);
-            yb[o] = tn_conv_out(p, tn_dot8(xb, w0, cin, p->bias[o]), o);
+            const int8_t *w0 = weight + o * cin;
+            ya[o] = tn_conv_out(&q, tn_dot8(xa, w0, cin, q.bias[o]), o);
+            yb[o] = tn_conv_out(&q, tn_dot8(xb, w0, cin, q.bias[o]), o);
         }
     }
 #endif
     for (; px < n; px++) {
         const int8_t *x = in + px * cin;
         int8_t *y = out + px * cout;
-        for (int32_t o = 0; o < cout; o++) y[o] = tn_conv_out(p, tn_dot8(x, p->weight + o * cin, cin, p->bias[o]), o);
+        for (int32_t o = 0; o < cout; o++) y[o] = tn_conv_out(&q, tn_dot8(x, weight + o * cin, cin, q.bias[o]), o);
     }
 }
 
@@ -174,6 +206,7 @@ TN_INLINE int32_t tn_dot_col(const int16_t *col, const int8_t *w, int32_t len, i
 }
 
 void tn_conv(const tn_conv_t *p, const int8_t *in, int8_t *out, int16_t *scratch) {
+    const tn_out_t q = tn_out_of(p);
     const int32_t len = (int32_t)p->kernel * p->kernel * p->in_c;
     const int32_t cout = p->out_c, n = (int32_t)p->out_h * p->out_w;
     int16_t *col_a = scratch, *col_b = scratch + len;
@@ -184,13 +217,13 @@ void tn_conv(const tn_conv_t *p, const int8_t *in, int8_t *out, int16_t *scratch
         tn_im2col(p, in, (px + 1) / p->out_w, (px + 1) % p->out_w, col_b);
         for (int32_t o = 0; o < cout; o++) {
             const int8_t *w = p->weight + o * len;
-            out[px * cout + o] = tn_conv_out(p, tn_dot_col(col_a, w, len, p->bias[o]), o);
-            out[(px + 1) * cout + o] = tn_conv_out(p, tn_dot_col(col_b, w, len, p->bias[o]), o);
+            out[px * cout + o] = tn_conv_out(&q, tn_dot_col(col_a, w, len, q.bias[o]), o);
+            out[(px + 1) * cout + o] = tn_conv_out(&q, tn_dot_col(col_b, w, len, q.bias[o]), o);
         }
     }
     for (; px < n; px++) {
         tn_im2col(p, in, px / p->out_w, px % p->out_w, col_a);
-        for (int32_t o = 0; o < cout; o++) out[px * cout + o] = tn_conv_out(p, tn_dot_col(col_a, p->weight + o * len, len, p->bias[o]), o);
+        for (int32_t o = 0; o < cout; o++) out[px * cout + o] = tn_conv_out(&q, tn_dot_col(col_a, p->weight + o * len, len, q.bias[o]), o);
     }
 }
 
@@ -199,13 +232,13 @@ void tn_conv(const tn_conv_t *p, const int8_t *in, int8_t *out, int16_t *scratch
 /* One output channel plane from the padded int16 input plane (row pitch pw), kernel K known at
  * compile time so the taps unroll and the weights stay in registers. */
 #define TN_DW_MAX_K 7
-TN_INLINE void tn_dw_plane(const tn_conv_t *p, const int16_t *plane, int32_t pw, const int16_t *wk, int32_t c, int8_t *out,
-                           const int32_t K) {
-    const int32_t s = p->stride, C = p->out_c, bias = p->bias[c];
-    for (int32_t oy = 0; oy < p->out_h; oy++) {
+TN_INLINE void tn_dw_plane(const tn_out_t *q, int32_t out_h, int32_t out_w, int32_t s, int32_t C, const int16_t *plane, int32_t pw,
+                           const int16_t *wk, int32_t c, int8_t *out, const int32_t K) {
+    const int32_t bias = q->bias[c], m = q->mult[c], sh = q->shift[c];
+    for (int32_t oy = 0; oy < out_h; oy++) {
         const int16_t *row0 = plane + oy * s * pw;
-        int8_t *y = out + (oy * p->out_w) * C + c;
-        for (int32_t ox = 0; ox < p->out_w; ox++, y += C) {
+        int8_t *y = out + (oy * out_w) * C + c;
+        for (int32_t ox = 0; ox < out_w; ox++, y += C) {
             const int16_t *r = row0 + ox * s;
             int32_t acc = bias;
 #pragma GCC unroll 7
@@ -219,13 +252,16 @@ TN_INLINE void tn_dw_plane(const tn_conv_t *p, const int16_t *plane, int32_t pw,
 #pragma GCC unroll 7
                 for (; kx < K; kx++) acc += (int32_t)r[kx] * wr[kx];
             }
-            *y = tn_conv_out(p, acc, c);
+            *y = tn_out(q, acc, m, sh);
         }
     }
 }
 
 void tn_depthwise(const tn_conv_t *p, const int8_t *in, int8_t *out, int16_t *scratch) {
-    const int32_t k = p->kernel, s = p->stride, C = p->in_c;
+    const tn_out_t q = tn_out_of(p);
+    const int32_t k = p->kernel, s = p->stride, C = p->in_c, oh = p->out_h, ow = p->out_w;
+    const int32_t in_w = p->in_w, pad_top = p->pad_top, pad_left = p->pad_left, in_offset = p->in_offset;
+    const int8_t *const weight = p->weight;
     const int32_t ph = (p->out_h - 1) * s + k, pw = (p->out_w - 1) * s + k;
     /* Input rows / columns that any tap reads. */
     const int32_t rows = p->in_h < ph - p->pad_top ? p->in_h : ph - p->pad_top;
@@ -236,24 +272,25 @@ void tn_depthwise(const tn_conv_t *p, const int8_t *in, int8_t *out, int16_t *sc
     memset(scratch, 0, (size_t)ph * (size_t)pw * sizeof(int16_t));
     for (int32_t c = 0; c < C; c++) {
         for (int32_t y = 0; y < rows; y++) {
-            const int8_t *x = in + (y * p->in_w) * C + c;
-            int16_t *d = scratch + (y + p->pad_top) * pw + p->pad_left;
-            for (int32_t xx = 0; xx < cols; xx++) d[xx] = (int16_t)(x[xx * C] + p->in_offset);
+            const int8_t *x = in + (y * in_w) * C + c;
+            int16_t *d = scratch + (y + pad_top) * pw + pad_left;
+            for (int32_t xx = 0; xx < cols; xx++) d[xx] = (int16_t)(x[xx * C] + in_offset);
         }
         for (int32_t ky = 0; ky < k; ky++)
-            for (int32_t kx = 0; kx < k; kx++) wk[ky * (TN_DW_MAX_K + 1) + kx] = p->weight[(ky * k + kx) * C + c];
+            for (int32_t kx = 0; kx < k; kx++) wk[ky * (TN_DW_MAX_K + 1) + kx] = weight[(ky * k + kx) * C + c];
         switch (k) {
-        case 3: tn_dw_plane(p, scratch, pw, wk, c, out, 3); break;
-        case 5: tn_dw_plane(p, scratch, pw, wk, c, out, 5); break;
-        case 7: tn_dw_plane(p, scratch, pw, wk, c, out, 7); break;
-        default: tn_dw_plane(p, scratch, pw, wk, c, out, k); break;
+        case 3: tn_dw_plane(&q, oh, ow, s, C, scratch, pw, wk, c, out, 3); break;
+        case 5: tn_dw_plane(&q, oh, ow, s, C, scratch, pw, wk, c, out, 5); break;
+        case 7: tn_dw_plane(&q, oh, ow, s, C, scratch, pw, wk, c, out, 7); break;
+        default: tn_dw_plane(&q, oh, ow, s, C, scratch, pw, wk, c, out, k); break;
         }
     }
 }
 
 /* ---- residual add, average pool, fully connected ------------------------------------------ */
 
-void tn_add(const tn_add_t *p, const int8_t *a, const int8_t *b, int8_t *out) {
+void tn_add(const tn_add_t *params, const int8_t *a, const int8_t *b, int8_t *out) {
+    const tn_add_t q = *params, *const p = &q; /* a local copy: int8 stores may alias *params */
     for (uint32_t i = 0; i < p->size; i++) {
         int32_t x1 = tn_requant((a[i] + p->in1_offset) * (1 << 20), p->in1_mult, p->in1_shift);
         int32_t x2 = tn_requant((b[i] + p->in2_offset) * (1 << 20), p->in2_mult, p->in2_shift);
