@@ -10,6 +10,11 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tinynas-target}"
 python3 -c "import ai_edge_litert, numpy" 2>/dev/null ||
     python3 -m pip install --quiet --disable-pip-version-check ai-edge-litert numpy ||
     echo "test.sh: could not install ai-edge-litert; tests/export.rs will skip the LiteRT comparison" >&2
+# The Arm cross compiler and QEMU for tests/codegen.rs, tests/latency.rs and the codegen unit
+# tests (Debian packages; qemu-system-arm from bookworm-backports); without them those tests skip
+# loudly.
+./scripts/install-mcu-tools.sh ||
+    echo "test.sh: could not install the Arm toolchain / QEMU; the Cortex-M tests will skip" >&2
 # Release profile only: one build of burn serves the tests, the benchmarks and the binary.
 cargo build --release --all-targets
 cargo test --release --all-targets

@@ -139,3 +139,48 @@ fn in_place_flag_raises_the_planned_arena() {
     assert!(arena(&[]) < arena(&["--no-in-place"]));
     assert!(arena(&["--align", "16"]) >= arena(&[]));
 }
+
+#[test]
+#[cfg(feature = "supernet")]
+fn export_c_of_the_shipped_supernet_verifies_end_to_end() {
+    // The embedded default: the shipped supernet and its mini CIFAR-10 copy. --verify builds the
+    // C on the host (bit-exact with the Rust reference), links it for the board (footprint vs the
+    // cost model) and runs it in QEMU (outputs equal the host's).
+    for tool in ["cc", "arm-none-eabi-gcc", "qemu-system-arm"] {
+        if tinynas::codegen::tools::find(tool).is_err() {
+            eprintln!("\n*** SKIPPING export --verify: {tool} not found (scripts/install-mcu-tools.sh installs it) ***\n");
+            return;
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let arch = sample(dir.path(), "cifar", "smallest");
+    let r = repo();
+    let out = dir.path().join("exp");
+    let o = nas(
+        &[
+            "export",
+            "--arch",
+            arch.to_str().unwrap(),
+            "--checkpoint",
+            r.join("experiments/supernets/cifar10").to_str().unwrap(),
+            "--data",
+            r.join("experiments/data").to_str().unwrap(),
+            "--calib",
+            "100",
+            "--format",
+            "both",
+            "--verify",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stdout}\n{stderr}");
+    for needle in ["host C outputs equal the Rust int8 reference", "linked for stm32f746", "QEMU mps2-an500 outputs equal the host build"] {
+        assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
+    }
+    for f in ["model.tflite", "arch.json", "c/model.c", "c/model.h", "c/tn_kernels.c", "c/link.ld", "c/Makefile", "c/startup.c"] {
+        assert!(out.join(f).is_file(), "{f} not written");
+    }
+}

@@ -1,4 +1,6 @@
-//! `nas export`: one subnet of a trained supernet as an int8 `.tflite` model.
+//! `nas export`: one subnet of a trained supernet as an int8 `.tflite` model and / or
+//! self-contained C with its firmware project, optionally verified on the host, the Arm
+//! toolchain and QEMU (`--verify`).
 
 use std::path::{Path, PathBuf};
 
@@ -21,9 +23,17 @@ pub(crate) struct Args {
     /// Run folder (its latest checkpoint) or checkpoint folder.
     #[arg(long)]
     checkpoint: PathBuf,
-    /// Output format: `tflite` (int8); `c` is not implemented yet.
-    #[arg(long, default_value = "tflite")]
+    /// Output format: `tflite` (int8 TFLite flatbuffer), `c` (C code and firmware project) or `both`.
+    #[arg(long, value_parser = ["tflite", "c", "both"], default_value = "both")]
     format: String,
+    /// Board the C firmware project is sized for (linker script, core flags).
+    #[arg(long, default_value = "stm32f746")]
+    board: String,
+    /// Check the C export: host build bit-exact with the Rust reference, cross-compiled
+    /// footprint against the cost model, QEMU outputs equal to the host's (needs cc,
+    /// arm-none-eabi-gcc and qemu-system-arm).
+    #[arg(long)]
+    verify: bool,
     /// Output folder (created).
     #[arg(long)]
     out: PathBuf,
@@ -64,11 +74,11 @@ fn argmax<T: PartialOrd + Copy>(v: &[T]) -> usize {
 }
 
 pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
-    match a.format.as_str() {
-        "tflite" => {}
-        "c" => bail!("--format c: C code generation is not implemented yet; use --format tflite"),
-        other => bail!("--format {other}: unknown format, expected tflite (c is not implemented yet)"),
+    if a.verify && a.format == "tflite" {
+        bail!("--verify checks the C export: use --format c or both");
     }
+    let boards = crate::board::Boards::shipped()?;
+    let board = boards.get(&a.board)?.clone();
     if a.calib == 0 {
         bail!("--calib 0: calibration needs at least 1 image");
     }
@@ -104,12 +114,18 @@ pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
     let (float_top1, int8_top1, n) = evaluate(&float, &q, &net, &eval_set, &eval_idx, norm, &device);
 
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-    let bytes = tflite::to_tflite(&q, &format!("tinynas {} int8", arch.space));
-    let model_path = a.out.join("model.tflite");
-    crate::search::write_atomic(&model_path, &bytes).with_context(|| format!("writing {}", model_path.display()))?;
+    if a.format != "c" {
+        let bytes = tflite::to_tflite(&q, &format!("tinynas {} int8", arch.space));
+        let model_path = a.out.join("model.tflite");
+        crate::search::write_atomic(&model_path, &bytes).with_context(|| format!("writing {}", model_path.display()))?;
+        println!("wrote {} ({} bytes)", model_path.display(), bytes.len());
+    }
     let arch_path = a.out.join("arch.json");
     crate::search::write_atomic(&arch_path, arch.to_json().as_bytes()).with_context(|| format!("writing {}", arch_path.display()))?;
-    println!("wrote {} ({} bytes)", model_path.display(), bytes.len());
+    if a.format != "tflite" {
+        let probe: Vec<Vec<i8>> = probe_inputs(&eval_set, &eval_idx, norm, &net, &device).iter().map(|x| q.quantize_input(x)).collect();
+        c_export(&q, &board, &a.out.join("c"), &probe, &format!("{} ({})", a.arch, arch.space), a.verify)?;
+    }
     println!(
         "float top-1 {:.2}%  int8 top-1 {:.2}%  on {n} {} images (calibrated on {} training images)",
         100.0 * float_top1,
@@ -118,6 +134,95 @@ pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
         calib.len()
     );
     Ok(Outcome::Ok)
+}
+
+/// The first few evaluation images, as network inputs: the C project's test images.
+fn probe_inputs(ds: &Dataset, idx: &[usize], norm: &Normalization, net: &Network, device: &burn::tensor::Device) -> Vec<Vec<f32>> {
+    let n = idx.len().min(4);
+    if n == 0 {
+        return Vec::new();
+    }
+    network_inputs(batch_tensor(&batch_from_indices(ds, &idx[..n], norm), device), net)
+}
+
+/// Write the C model and its firmware project into `dir`; with `verify`, check it.
+fn c_export(q: &QuantNet, board: &crate::board::Board, dir: &Path, probe: &[Vec<i8>], title: &str, verify: bool) -> anyhow::Result<()> {
+    use crate::codegen::{firmware, generate, tools};
+    let net = &q.net;
+    let engine = crate::cost::EngineProfile::default();
+    let report = crate::cost::CostModel::new(engine).report(net);
+    let model = generate(q, &report.plan, title)?;
+    let target = firmware::Target::for_board(board, false).map_err(anyhow::Error::msg)?;
+    let input_size = net.shape(net.input).elems();
+    firmware::write_project(dir, &model, &target, probe, input_size).with_context(|| format!("writing {}", dir.display()))?;
+    println!(
+        "wrote {} (model.c, model.h, kernels, firmware for {}: `make` with arm-none-eabi-gcc); predicted flash {} B, SRAM {} B (arena {} B)",
+        dir.display(),
+        board.name,
+        report.flash.total,
+        report.sram,
+        report.plan.arena_bytes
+    );
+    if !verify {
+        return Ok(());
+    }
+    let reference: Vec<Vec<i8>> = probe.iter().map(|x| q.run(x)).collect();
+    let host = tools::build_host(dir)?;
+    let got = tools::run_host(&host, probe, net.shape(net.output).elems())?;
+    if got != reference {
+        bail!("verify: the host build of {} differs from the Rust int8 reference", dir.display());
+    }
+    println!("verify: host C outputs equal the Rust int8 reference on {} images", probe.len());
+    let deploy = tools::build_firmware(dir, &target, tools::App::Deploy)?;
+    let f = crate::codegen::footprint(&deploy)?;
+    let pct = |linked: u64, predicted: u64| 100.0 * (predicted as f64 - linked as f64) / linked as f64;
+    println!(
+        "verify: linked for {}: flash {} B (predicted {} B, {:+.2}%), SRAM {} B (predicted {} B, {:+.2}%)",
+        board.name,
+        f.flash,
+        report.flash.total,
+        pct(f.flash, report.flash.total),
+        f.sram,
+        report.sram,
+        pct(f.sram, report.sram)
+    );
+    println!(
+        "        flash by class, linked / predicted: weights {} / {}, bias {} / {}, requant {} / {}, layers {} / {}, code {} / {}",
+        f.weights,
+        report.flash.weights,
+        f.bias,
+        report.flash.bias,
+        f.requant,
+        report.flash.requant,
+        f.layers,
+        report.flash.layers,
+        f.code,
+        report.flash.code
+    );
+    println!(
+        "        SRAM by class, linked / predicted: arena {} / {}, stack + statics {} / {}",
+        f.arena,
+        report.plan.arena_bytes,
+        f.stack + f.statics,
+        engine.runtime_sram
+    );
+    let qemu_target = firmware::Target::for_board(board, true).map_err(anyhow::Error::msg)?;
+    let qdir = dir.join("qemu");
+    firmware::write_project(&qdir, &model, &qemu_target, probe, input_size)?;
+    let elf = tools::build_firmware(&qdir, &qemu_target, tools::App::Test)?;
+    let run = tools::run_qemu(&elf, &qemu_target, std::time::Duration::from_secs(600))?;
+    if run.outputs != reference {
+        bail!("verify: the firmware's outputs in QEMU differ from the host build and the Rust reference");
+    }
+    println!(
+        "verify: QEMU {} outputs equal the host build on {} images; {} instructions per inference, stack {} B of {} B",
+        qemu_target.core.qemu_machine().unwrap_or("?"),
+        probe.len(),
+        run.totals.first().copied().unwrap_or(0),
+        run.stack,
+        f.stack
+    );
+    Ok(())
 }
 
 /// Float (folded) and int8 (reference executor) top-1 on `idx` of `ds`.
