@@ -171,3 +171,156 @@ fn search_uses_a_table_explicitly_or_beside_the_boards_file() {
     assert_eq!(o.status.code(), Some(2), "{out}{err}");
     assert!(err.contains("stm32f746") && err.contains("stm32f412"), "{err}");
 }
+
+/// A tiny space (the one of tests/export.rs): 3 kernels, 2 expand ratios, resolutions 12 and 16.
+#[cfg(feature = "supernet")]
+const TINY_SPACE: &str = r#"
+name = "tiny"
+input_channels = 3
+num_classes = 10
+width_multipliers = [0.5, 1.0]
+resolutions = [12, 16]
+kernel_sizes = [3, 5, 7]
+expand_ratios = [2, 3]
+channel_divisor = 4
+[stem]
+channels = 8
+kernel = 3
+stride = 1
+[first_block]
+channels = 8
+kernel = 3
+[[stages]]
+channels = 16
+stride = 2
+depths = [1, 2]
+[[stages]]
+channels = 24
+stride = 2
+depths = [1, 2]
+"#;
+
+/// Whether the Cortex-M tools are on PATH; a loud message otherwise.
+#[cfg(feature = "supernet")]
+fn mcu_tools(test: &str, tools: &[&str]) -> bool {
+    for t in tools {
+        if tinynas::codegen::tools::find(t).is_err() {
+            eprintln!("\n*** SKIPPING {test}: {t} not found (install it with scripts/install-mcu-tools.sh) ***\n");
+            return false;
+        }
+    }
+    true
+}
+
+#[cfg(feature = "supernet")]
+fn tiny_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tiny.toml"), TINY_SPACE).unwrap();
+    dir
+}
+
+#[cfg(feature = "supernet")]
+#[test]
+fn profile_project_builds_for_cortex_m4_and_m7_boards() {
+    if !mcu_tools("the profiler build test", &["arm-none-eabi-gcc", "arm-none-eabi-size", "make"]) {
+        return;
+    }
+    let dir = tiny_dir();
+    let n = ops_of_space(&tinynas::space::SearchSpace::from_path(&dir.path().join("tiny.toml")).unwrap()).len();
+    for (board, cpu) in [("stm32f412", "cortex-m4"), ("stm32f746", "cortex-m7")] {
+        let o = nas(&["latency", "profile", "--board", board, "--space", "tiny.toml", "--out", board], dir.path());
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{out}{err}");
+        assert!(out.contains(&format!("{n} operator configurations")), "{out}");
+        let p = dir.path().join(board);
+        let link = std::fs::read_to_string(p.join("link.ld")).unwrap();
+        assert!(link.contains("ORIGIN = 0x08000000") && link.contains("ORIGIN = 0x20000000"), "{link}");
+        let make = std::fs::read_to_string(p.join("Makefile")).unwrap();
+        assert!(make.contains(&format!("-mcpu={cpu}")) && make.contains("mps2-an"), "{make}");
+        let cfg = std::fs::read_to_string(p.join("tn_profile_cfg.h")).unwrap();
+        assert!(cfg.contains(&format!("#define TN_N_CONFIGS {n}u")), "{cfg}");
+        // Board build (DWT cycles, ITM) and QEMU build (MPS2 memory map).
+        for goal in ["all", "qemu"] {
+            let m = Command::new("make").arg("-C").arg(&p).arg(goal).output().unwrap();
+            assert!(
+                m.status.success(),
+                "make {goal} for {board}: {}{}",
+                String::from_utf8_lossy(&m.stdout),
+                String::from_utf8_lossy(&m.stderr)
+            );
+        }
+        assert!(p.join("profile.elf").is_file() && p.join("profile-qemu.elf").is_file());
+    }
+}
+
+#[cfg(feature = "supernet")]
+#[test]
+fn run_on_a_tiny_space_is_deterministic_and_the_check_passes() {
+    if !mcu_tools("the QEMU latency run test", &["arm-none-eabi-gcc", "qemu-system-arm"]) {
+        return;
+    }
+    let dir = tiny_dir();
+    let keys = ops_of_space(&tinynas::space::SearchSpace::from_path(&dir.path().join("tiny.toml")).unwrap());
+    let mut tables = Vec::new();
+    for name in ["a.csv", "b.csv"] {
+        let o = nas(&["latency", "run", "--board", "stm32f746", "--space", "tiny.toml", "--out", name], dir.path());
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{out}{err}");
+        assert!(out.contains(&format!("{} added, 0 replaced", keys.len())), "{out}");
+        tables.push(LatencyTable::read_csv(&dir.path().join(name)).unwrap());
+    }
+    let (a, b) = (&tables[0], &tables[1]);
+    assert_eq!(a.rows.len(), keys.len());
+    for ((r, s), (k, e)) in a.rows.iter().zip(&b.rows).zip(&keys) {
+        assert_eq!((r.key, r.expand), (*k, *e));
+        assert_eq!(r.key, s.key);
+        assert_eq!(r.value, s.value, "{}: not deterministic", r.key);
+        assert!(r.value >= 50.0, "{}: {}", r.key, r.value);
+        assert_eq!(r.unit, Unit::Instructions);
+        assert_eq!(r.cycles_per_unit, 1.0);
+        assert!(r.cpi_source.contains("assumed 1 cycle per instruction"));
+    }
+    let p = a.provenance().unwrap();
+    assert_eq!(
+        (p.board.as_str(), p.core.as_str(), p.kernel_variant.as_str(), p.clock_mhz),
+        ("stm32f746", "cortex-m7", "tinynas-c-dsp", 216.0)
+    );
+    assert!(p.target.starts_with("qemu-system-arm mps2-an500 -icount shift=0") && p.target.contains("QEMU"), "{}", p.target);
+    assert!(p.flags.contains("-mcpu=cortex-m7") && p.compiler == "arm-none-eabi-gcc" && !p.compiler_version.is_empty());
+    assert!(p.date.len() == 10 && p.date.as_bytes()[4] == b'-', "{}", p.date);
+    // Larger layers cost more: instructions grow with MACs within an op kind.
+    let pw: Vec<&LatencyRow> = a.rows.iter().filter(|r| r.key.op == tinynas::latency::Op::Pointwise).collect();
+    let (small, big) = (pw.iter().min_by_key(|r| r.macs).unwrap(), pw.iter().max_by_key(|r| r.macs).unwrap());
+    assert!(big.value > small.value, "{} vs {}", big.value, small.value);
+    // Running again into a.csv replaces every row.
+    let o = nas(&["latency", "run", "--board", "stm32f746", "--space", "tiny.toml", "--out", "a.csv"], dir.path());
+    let (out, err) = text(&o);
+    assert!(out.contains(&format!("0 added, {} replaced", keys.len())), "{out}{err}");
+    // Whole networks in QEMU against the table.
+    let o = nas(&["latency", "check", "--board", "stm32f746", "--space", "tiny.toml", "--count", "2", "--table", "a.csv"], dir.path());
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    let line = out.lines().find(|l| l.starts_with("whole-network relative error")).unwrap_or_else(|| panic!("{out}"));
+    let worst: f64 =
+        line.split("worst ").nth(1).and_then(|s| s.split('%').next()).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("{line}"));
+    assert!(worst < 10.0, "{out}");
+    // A table of another board is refused by the check.
+    let o = nas(&["latency", "check", "--board", "stm32f412", "--space", "tiny.toml", "--count", "1", "--table", "a.csv"], dir.path());
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).1.contains("stm32f746"), "{}", text(&o).1);
+}
+
+#[cfg(feature = "supernet")]
+#[test]
+fn profile_of_a_space_too_large_for_the_board_fails_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = nas(&["latency", "profile", "--board", "stm32f412", "--space", "mcunet", "--out", "p"], dir.path());
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}{err}");
+    assert!(err.contains("do not fit board stm32f412") && err.contains("--skip-oversize") && err.contains("112x112"), "{err}");
+    assert!(!dir.path().join("p").exists());
+    let o = nas(&["latency", "profile", "--board", "stm32f412", "--space", "mcunet", "--out", "p", "--skip-oversize"], dir.path());
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    assert!(out.contains("skipped") && dir.path().join("p/tn_profile_cfg.h").is_file(), "{out}");
+}

@@ -23,6 +23,12 @@ fn text(o: &Output) -> String {
 /// A temp folder holding an untrained predictor for the cifar space at `p.json`.
 fn setup() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
+    // Pin latency to the MACs/cycle estimate these budgets were chosen for: a boards table in
+    // the current folder (the first asset root) has no latency table beside it, so the shipped
+    // latency_tables/<board>.csv is not picked up (tests/latency.rs covers searching with tables).
+    std::fs::create_dir(dir.path().join("latency_tables")).unwrap();
+    let boards = Path::new(env!("CARGO_MANIFEST_DIR")).join("latency_tables/boards.toml");
+    std::fs::copy(boards, dir.path().join("latency_tables/boards.toml")).unwrap();
     let space = tinynas::space::resolve("cifar").unwrap();
     MlpPredictor::save(&random_mlp(&space, &[32, 32], 0.8, 1), &dir.path().join("p.json")).unwrap();
     dir

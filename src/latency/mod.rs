@@ -7,12 +7,16 @@
 //! * [`fit`]: the per-op-kind non-negative linear fit used for configurations a table lacks.
 //! * [`model`]: [`TableLatencyModel`], a [`crate::search::latency::LatencyModel`] that sums
 //!   exact rows, fitted values, or (for op kinds without rows) the MACs/cycle estimate.
+//! * [`profile`]: measuring a table: the profiling firmware that runs every configuration of a
+//!   space with the project's kernels (board or QEMU), and the QEMU driver.
 //!
 //! The format is described in `latency_tables/README.md`.
 
 pub mod fit;
 pub mod key;
 pub mod model;
+#[cfg(feature = "supernet")]
+pub mod profile;
 pub mod table;
 
 pub use fit::{ErrorStats, OpFit, fit_table, nnls3, relative_nnls3};
