@@ -214,12 +214,18 @@ fn int8_export_matches_litert_bit_exactly() {
 }
 
 #[test]
-fn c_format_is_rejected_until_implemented() {
-    let o = Command::new(env!("CARGO_BIN_EXE_nas"))
-        .args(["export", "--arch", "a.json", "--checkpoint", "run", "--format", "c", "--out", "x"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(err.contains("not implemented yet"), "{err}");
+fn bad_export_flags_exit_2_naming_the_value() {
+    let run = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_nas")).args(args).output().unwrap();
+        (o.status.code(), String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    let (code, err) = run(&["export", "--arch", "a.json", "--checkpoint", "run", "--format", "elf", "--out", "x"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("elf") && err.contains("tflite") && err.contains("both"), "{err}");
+    let (code, err) = run(&["export", "--arch", "a.json", "--checkpoint", "run", "--format", "tflite", "--verify", "--out", "x"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--verify checks the C export"), "{err}");
+    let (code, err) = run(&["export", "--arch", "a.json", "--checkpoint", "run", "--board", "nosuch", "--out", "x"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("nosuch"), "{err}");
 }
