@@ -250,6 +250,11 @@ pub fn write_project(dir: &Path, model: &CModel, target: &Target, inputs: &[Vec<
         ("link.ld", generated[1].as_str()),
         ("Makefile", generated[2].as_str()),
     ]);
+    write_files(dir, files)
+}
+
+/// Write each (name, contents) into `dir` atomically; returns the paths written.
+pub fn write_files<'a>(dir: &Path, files: impl IntoIterator<Item = (&'a str, &'a str)>) -> std::io::Result<Vec<PathBuf>> {
     let mut written = Vec::new();
     for (name, text) in files {
         let path = dir.join(name);

@@ -48,7 +48,8 @@ pub fn find(tool: &str) -> Result<PathBuf, ToolError> {
     })
 }
 
-fn run(mut cmd: Command, what: &str) -> Result<String, ToolError> {
+/// Run `cmd`; its stdout, or [`ToolError::Failed`] with its stderr and stdout.
+pub fn run(mut cmd: Command, what: &str) -> Result<String, ToolError> {
     let out = cmd.output()?;
     let text = format!("{}{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
     if !out.status.success() {

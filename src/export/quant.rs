@@ -210,6 +210,19 @@ fn quantize_bias(b: f32, s_in: f32, s_w: f32) -> i32 {
     (b as f64 / (s_in as f64 * s_w as f64)).round().clamp(i32::MIN as f64, i32::MAX as f64) as i32
 }
 
+/// TFLite's int8 ADD of inputs quantised as `q1`, `q2` into `qo`.
+fn add_op(q1: QParams, q2: QParams, qo: QParams, act: Activation) -> QOp {
+    let twice_max = 2.0 * q1.scale.max(q2.scale) as f64;
+    let (act_min, act_max) = activation_range(act, qo);
+    QOp::Add {
+        input1: quantize_multiplier(q1.scale as f64 / twice_max),
+        input2: quantize_multiplier(q2.scale as f64 / twice_max),
+        output: quantize_multiplier(twice_max / ((1i64 << ADD_LEFT_SHIFT) as f64 * qo.scale as f64)),
+        act_min,
+        act_max,
+    }
+}
+
 fn conv_requant(s_in: f32, s_w: f32, s_out: f32) -> Requant {
     quantize_multiplier(s_in as f64 * s_w as f64 / s_out as f64)
 }
@@ -257,18 +270,7 @@ pub fn quantize(float: &FloatNet, calib: &[Vec<f32>]) -> QuantNet {
                     let (act_min, act_max) = activation_range(layer.act, qo);
                     QOp::Conv { weight, weight_scales, bias, requant, act_min, act_max }
                 }
-                LayerKind::Add => {
-                    let q2 = tensors[layer.input2.expect("Add has two inputs").0 as usize];
-                    let twice_max = 2.0 * qi.scale.max(q2.scale) as f64;
-                    let (act_min, act_max) = activation_range(layer.act, qo);
-                    QOp::Add {
-                        input1: quantize_multiplier(qi.scale as f64 / twice_max),
-                        input2: quantize_multiplier(q2.scale as f64 / twice_max),
-                        output: quantize_multiplier(twice_max / ((1i64 << ADD_LEFT_SHIFT) as f64 * qo.scale as f64)),
-                        act_min,
-                        act_max,
-                    }
-                }
+                LayerKind::Add => add_op(qi, tensors[layer.input2.expect("Add has two inputs").0 as usize], qo, layer.act),
                 LayerKind::GlobalAvgPool => QOp::AvgPool,
                 LayerKind::FullyConnected { .. } => {
                     let weight_scale = symmetric_scale(p.weight.iter().copied());
@@ -322,18 +324,7 @@ impl QuantNet {
                         let (act_min, act_max) = activation_range(layer.act, qo);
                         QOp::Conv { weight, weight_scales, bias, requant, act_min, act_max }
                     }
-                    LayerKind::Add => {
-                        let q2 = tensors[layer.input2.expect("Add has two inputs").0 as usize];
-                        let twice_max = 2.0 * qi.scale.max(q2.scale) as f64;
-                        let (act_min, act_max) = activation_range(layer.act, qo);
-                        QOp::Add {
-                            input1: quantize_multiplier(qi.scale as f64 / twice_max),
-                            input2: quantize_multiplier(q2.scale as f64 / twice_max),
-                            output: quantize_multiplier(twice_max / ((1i64 << ADD_LEFT_SHIFT) as f64 * qo.scale as f64)),
-                            act_min,
-                            act_max,
-                        }
-                    }
+                    LayerKind::Add => add_op(qi, tensors[layer.input2.expect("Add has two inputs").0 as usize], qo, layer.act),
                     LayerKind::GlobalAvgPool => QOp::AvgPool,
                     LayerKind::FullyConnected { .. } => {
                         let weight = weights(x.c * y.c);

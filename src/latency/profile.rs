@@ -449,22 +449,7 @@ pub fn write_project(dir: &Path, plan: &ProfilePlan, board: &Target, qemu: Optio
     if let Some(q) = qemu {
         files.push(("link-qemu.ld", q.linker_script()));
     }
-    let mut written = Vec::new();
-    for (name, text) in files {
-        let path = dir.join(name);
-        crate::search::write_atomic(&path, text.as_bytes())?;
-        written.push(path);
-    }
-    Ok(written)
-}
-
-fn run_tool(mut cmd: Command, what: &str) -> Result<String, ToolError> {
-    let out = cmd.output()?;
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
-    if !out.status.success() {
-        return Err(ToolError::Failed { what: what.to_string(), code: out.status.code(), output: text });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    firmware::write_files(dir, files.iter().map(|(n, t)| (*n, t.as_str())))
 }
 
 /// Cross-compile the profiler in `dir` for `target` (board or QEMU) with the Makefile's flags.
@@ -472,7 +457,7 @@ pub fn build(dir: &Path, target: &Target) -> Result<PathBuf, ToolError> {
     let elf = elf_file(target);
     let mut cmd = Command::new(tools::find("arm-none-eabi-gcc")?);
     cmd.current_dir(dir).args(target.cflags()).args(ldflags(target)).args(["-o", elf]).args(SOURCES);
-    run_tool(cmd, &format!("arm-none-eabi-gcc ({elf} for {})", target.board))?;
+    tools::run(cmd, &format!("arm-none-eabi-gcc ({elf} for {})", target.board))?;
     Ok(dir.join(elf))
 }
 
@@ -622,7 +607,7 @@ pub fn run_qemu(
 fn first_line(program: &str, args: &[&str]) -> Result<String, ToolError> {
     let mut cmd = Command::new(tools::find(program)?);
     cmd.args(args);
-    let out = run_tool(cmd, &format!("{program} {}", args.join(" ")))?;
+    let out = tools::run(cmd, &format!("{program} {}", args.join(" ")))?;
     Ok(out.lines().next().unwrap_or_default().trim().to_string())
 }
 
