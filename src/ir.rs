@@ -75,6 +75,11 @@ impl Padding {
     pub fn is_symmetric(&self) -> bool {
         self.top == self.bottom && self.left == self.right && self.top == self.left
     }
+
+    /// True when there is no padding at all.
+    pub fn is_zero(&self) -> bool {
+        self.top == 0 && self.left == 0 && self.bottom == 0 && self.right == 0
+    }
 }
 
 /// Fused activation of a layer's output.

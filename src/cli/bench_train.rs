@@ -6,11 +6,8 @@ use std::time::Instant;
 use burn::tensor::{Distribution, Tensor};
 
 use super::Outcome;
-use crate::arch::Arch;
-use crate::data::{Batch, Dataset};
-use crate::ir::{LayerKind, lower};
 use crate::supernet::DeviceChoice;
-use crate::train::{DataConfig, Experiment, TrainConfig, TrainOptions, Trainer};
+use crate::train::bench::{self, BenchConfig, Throughput};
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct TrainArgs {
@@ -29,6 +26,18 @@ pub(crate) struct TrainArgs {
     /// Compute backend: cpu, wgpu, vulkan or cuda.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Also time burn's generic ops in place of the hand-written flex kernels (depthwise, 1x1
+    /// GEMM, fused BatchNorm+ReLU6), in the same run.
+    #[arg(long)]
+    reference: bool,
+    /// Also run the PyTorch twin (bench/torch_twin.py) on the same subnets, steps and batch, and
+    /// print the ratios. Installs PyTorch into ~/.cache/tinynas-torch on first use unless
+    /// --python names an interpreter that has it.
+    #[arg(long)]
+    against_torch: bool,
+    /// Python interpreter with PyTorch for --against-torch.
+    #[arg(long)]
+    python: Option<PathBuf>,
     /// Only time depthwise conv forward+backward, burn's grouped conv2d vs the hand-written op,
     /// on fixed realistic shapes (batch from --batch-size).
     #[arg(long)]
@@ -42,6 +51,20 @@ pub(crate) fn peak_rss_kib() -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+fn row(name: &str, t: &Throughput) {
+    println!("{name:<24} {:>10.1} {:>10.1} {:>10.1} {:>10.1}", t.sandwich, t.largest, t.small, t.eval);
+}
+
+fn ratio_row(name: &str, a: &Throughput, b: &Throughput) {
+    println!(
+        "{name:<24} {:>9.2}x {:>9.2}x {:>9.2}x {:>9.2}x",
+        a.sandwich / b.sandwich,
+        a.largest / b.largest,
+        a.small / b.small,
+        a.eval / b.eval
+    );
+}
+
 pub(crate) fn run(a: TrainArgs) -> anyhow::Result<Outcome> {
     if a.batch_size < 2 || a.steps == 0 {
         anyhow::bail!("--batch-size must be at least 2 and --steps at least 1 (got {} and {})", a.batch_size, a.steps);
@@ -51,97 +74,47 @@ pub(crate) fn run(a: TrainArgs) -> anyhow::Result<Outcome> {
         return bench_depthwise(&a, device);
     }
     let space = crate::space::resolve(&a.space)?;
-    let r = *space.resolutions.last().expect("validated");
-    let c = space.input_channels;
-    // Synthetic images: throughput does not depend on pixel values.
-    let n = a.batch_size * 2;
-    let images: Vec<u8> = (0..n * r * r * c).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
-    let labels: Vec<u16> = (0..n).map(|i| (i % space.num_classes) as u16).collect();
-    let names = (0..space.num_classes).map(|i| i.to_string()).collect();
-    let ds = Dataset::new(images, labels, r, r, c, names)?;
-    let exp = Experiment {
-        name: "bench".into(),
-        space: PathBuf::from(&a.space),
-        data: DataConfig {
-            path: PathBuf::from("<synthetic>"),
-            val_fraction: 0.1,
-            calib_images: 8,
-            max_train_images: 0,
-            max_val_images: 0,
-            augment_pad: Some(0),
-            hflip: Some(false),
-        },
-        train: TrainConfig { batch_size: a.batch_size, random_subnets: a.random_subnets, epochs: 1, ..TrainConfig::default() },
-    };
-    let tmp = std::env::temp_dir().join(format!("nas-bench-train-{}", std::process::id()));
-    let opts = TrainOptions { out: tmp.clone(), device, resume: false, progress: false };
-    let mut trainer = Trainer::with_data(exp, ds, PathBuf::from("<synthetic>"), &opts)?;
-    let batch = trainer.loader(0, 0)?.next().expect("one batch");
-    println!("space {} at {r}x{r}, batch {}, device {device}, {} timed steps each", space.name, a.batch_size, a.steps);
-
-    let time = |trainer: &mut Trainer, f: &dyn Fn(&mut Trainer, &Batch, usize)| {
-        f(trainer, &batch, 0);
-        let start = Instant::now();
-        for i in 0..a.steps {
-            f(trainer, &batch, i + 1);
-        }
-        start.elapsed().as_secs_f64() / a.steps as f64
-    };
-    let sandwich = time(&mut trainer, &|t, b, i| {
-        t.train_step(b, 0, i, 1e-3).expect("step");
-    });
-    let largest = time(&mut trainer, &|t, b, _| {
-        t.train_step_largest(b, 1e-3);
-    });
-    let bs = a.batch_size as f64;
+    // Check the twin's interpreter before the long Rust part.
+    let twin = if a.against_torch { Some(bench::torch_python(a.python.as_deref())?) } else { None };
+    let cfg = BenchConfig { space_arg: a.space.clone(), batch_size: a.batch_size, steps: a.steps, random_subnets: a.random_subnets, device };
+    let tmp = tempfile::tempdir()?;
+    let mut trainer = bench::synthetic_trainer(&cfg, &space, tmp.path())?;
+    let r = space.resolutions.last().expect("validated");
     println!(
-        "sandwich step (largest + smallest + {} random)  {:>8.1} img/s   {:>7.0} ms/step",
-        a.random_subnets,
-        bs / sandwich,
-        1e3 * sandwich
+        "space {} at {r}x{r}, batch {} (eval batch {}), device {device}, {} threads, {} timed steps each; images/s",
+        space.name,
+        a.batch_size,
+        crate::train::EVAL_BATCH,
+        rayon::current_num_threads(),
+        a.steps
     );
-    println!("largest subnet alone                         {:>8.1} img/s   {:>7.0} ms/step", bs / largest, 1e3 * largest);
-
-    // Where the largest subnet's time goes: forward + backward of each conv kind in isolation
-    // on the layer shapes of the largest subnet.
-    let net = lower(&Arch::largest(&space), &space);
-    let dev = trainer.device().clone();
-    let mut split = [0f64; 3];
-    for layer in &net.layers {
-        let s = net.shape(layer.input);
-        let (kind, w_shape, groups, stride, padding) = match layer.kind {
-            LayerKind::DepthwiseConv2d { kernel, stride, padding } => (0, [s.c, 1, kernel, kernel], s.c, stride, padding),
-            LayerKind::Conv2d { kernel: 1, stride, padding, out_channels } => (1, [out_channels, s.c, 1, 1], 1, stride, padding),
-            LayerKind::Conv2d { kernel, stride, padding, out_channels } => (2, [out_channels, s.c, kernel, kernel], 1, stride, padding),
-            _ => continue,
-        };
-        let x: Tensor<4> = Tensor::random([a.batch_size, s.c, s.h, s.w], Distribution::Normal(0.0, 1.0), &dev).require_grad();
-        let w: Tensor<4> = Tensor::random(w_shape, Distribution::Normal(0.0, 0.1), &dev).require_grad();
-        let run = || {
-            let y = if kind == 0 {
-                crate::supernet::depthwise::depthwise_conv2d(x.clone(), w.clone(), stride, padding)
-            } else {
-                crate::supernet::elastic::conv_padded(x.clone(), w.clone(), stride, padding, groups)
-            };
-            let g = y.sum().backward();
-            std::hint::black_box(w.grad(&g));
-        };
-        run();
-        let start = Instant::now();
-        for _ in 0..a.steps {
-            run();
-        }
-        split[kind] += start.elapsed().as_secs_f64() / a.steps as f64;
+    println!("{:<24} {:>10} {:>10} {:>10} {:>10}", "", "sandwich", "largest", "smallest", "eval fwd");
+    let ours = bench::bench_ours(&cfg, &mut trainer)?;
+    row("tinynas", &ours);
+    let peak = peak_rss_kib();
+    if a.reference {
+        crate::supernet::set_fast_kernels(false);
+        let burn_ops = bench::bench_ours(&cfg, &mut trainer)?;
+        crate::supernet::set_fast_kernels(true);
+        row("tinynas, burn's ops", &burn_ops);
+        ratio_row("  speed-up", &ours, &burn_ops);
+    }
+    let split = bench::conv_split(&cfg, &trainer);
+    if let Some(python) = twin {
+        let spec = bench::torch_spec(&cfg, &trainer);
+        let torch = bench::bench_torch(&spec, &python, &bench::twin_script()?, tmp.path())?;
+        row(&format!("PyTorch {} ({} thr)", torch.torch, torch.threads), &torch.throughput());
+        ratio_row("tinynas / PyTorch", &ours, &torch.throughput());
+        println!("peak memory: PyTorch {:.0} MiB", torch.peak_rss_mib);
+    }
+    if let Some(kib) = peak {
+        println!("peak memory: tinynas {:.0} MiB (VmHWM after its four workloads)", kib as f64 / 1024.0);
     }
     let total: f64 = split.iter().sum();
     println!("largest subnet conv forward+backward, isolated: {:.0} ms", 1e3 * total);
     for (name, t) in ["depthwise", "pointwise 1x1", "stem (dense kxk)"].iter().zip(split) {
         println!("  {name:<18} {:>7.0} ms  {:>5.1}%", 1e3 * t, 100.0 * t / total.max(1e-12));
     }
-    if let Some(kib) = peak_rss_kib() {
-        println!("peak memory (VmHWM) {:.0} MiB", kib as f64 / 1024.0);
-    }
-    let _ = std::fs::remove_dir_all(&tmp);
     Ok(Outcome::Ok)
 }
 

@@ -41,6 +41,10 @@ pub(crate) struct Args {
     /// Override data.max_train_images (0 = all).
     #[arg(long)]
     max_train_images: Option<usize>,
+    /// Also checkpoint every N optimiser steps inside an epoch, so a killed run loses at most N
+    /// steps (0: only at epoch ends).
+    #[arg(long, default_value_t = 200)]
+    checkpoint_every: usize,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -65,7 +69,10 @@ pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
         let meta = checkpoint::load_meta(dir)?;
         exp = meta.experiment;
         exp.data.path = meta.data_path;
-        eprintln!("resuming {} after epoch {}", out.display(), meta.epoch);
+        match meta.progress {
+            Some(p) => eprintln!("resuming {} in epoch {}, after step {} of it", out.display(), meta.epoch + 1, p.steps),
+            None => eprintln!("resuming {} after epoch {}", out.display(), meta.epoch),
+        }
     } else if a.resume {
         eprintln!("no checkpoint in {}: starting a new run", out.display());
     }
@@ -89,7 +96,7 @@ pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
         exp.data.max_train_images = v;
     }
     exp.validate("after command-line overrides")?;
-    let opts = TrainOptions { out: out.clone(), device, resume: existing.is_some(), progress: !a.quiet };
+    let opts = TrainOptions { out: out.clone(), device, resume: existing.is_some(), progress: !a.quiet, checkpoint_every: a.checkpoint_every };
     let mut trainer = Trainer::new(exp, &opts).with_context(|| format!("setting up run {}", out.display()))?;
     eprintln!(
         "training {} on {} ({} train / {} val / {} calib images, {} steps per epoch, device {device}) into {}",

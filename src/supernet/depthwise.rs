@@ -15,8 +15,6 @@
 //! switched off with `TINYNAS_DEPTHWISE=burn` (used by the tests and `nas bench train
 //! --depthwise` to compare the two).
 
-use std::sync::OnceLock;
-
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
@@ -45,14 +43,13 @@ pub enum DepthwiseImpl {
     Fast,
 }
 
+/// The process-wide choice (`TINYNAS_DEPTHWISE=burn` selects burn's op).
+pub static SWITCH: super::KernelSwitch = super::KernelSwitch::new("TINYNAS_DEPTHWISE");
+
 /// The implementation chosen for this process: [`DepthwiseImpl::Fast`] unless the environment
-/// variable `TINYNAS_DEPTHWISE` is `burn`.
+/// variable `TINYNAS_DEPTHWISE` is `burn` or [`SWITCH`] says otherwise.
 pub fn default_impl() -> DepthwiseImpl {
-    static IMPL: OnceLock<DepthwiseImpl> = OnceLock::new();
-    *IMPL.get_or_init(|| match std::env::var("TINYNAS_DEPTHWISE").as_deref() {
-        Ok("burn") => DepthwiseImpl::Burn,
-        _ => DepthwiseImpl::Fast,
-    })
+    if SWITCH.fast() { DepthwiseImpl::Fast } else { DepthwiseImpl::Burn }
 }
 
 /// Depthwise convolution of `x` (`[n, c, h, w]`) with `w` (`[c, 1, k, k]`), equal strides and

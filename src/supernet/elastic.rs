@@ -10,10 +10,11 @@ use std::collections::HashMap;
 use burn::module::{Module, Param, RunningState};
 use burn::tensor::module::{batch_norm, batch_norm_train, conv2d};
 use burn::tensor::ops::{ConvOptions, PadMode};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData, activation};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+use super::batchnorm::{bn_eval_fused, bn_train_fused};
 use crate::ir::Padding;
 
 /// BatchNorm epsilon (PyTorch's default, also what the exporters fold with).
@@ -81,24 +82,39 @@ impl DynamicBatchNorm {
         self.gamma.dims()[0]
     }
 
-    /// Normalise `x` (`[n, c, h, w]`, `c <= channels()`) with the first `c` entries.
-    pub fn forward(&self, x: Tensor<4>, mode: &BnMode) -> Tensor<4> {
+    /// Normalise `x` (`[n, c, h, w]`, `c <= channels()`) with the first `c` entries, then apply
+    /// ReLU6 when `relu6` (fused into one op on flex, see [`super::batchnorm`]).
+    pub fn forward(&self, x: Tensor<4>, mode: &BnMode, relu6: bool) -> Tensor<4> {
         let c = x.dims()[1];
         let gamma = self.gamma.val().narrow(0, 0, c);
         let beta = self.beta.val().narrow(0, 0, c);
+        let act = |y: Tensor<4>| if relu6 { activation::relu6(y) } else { y };
         match mode {
             BnMode::Eval => {
+                if let Some(y) = self.eval_fused(&x, &gamma, &beta, relu6) {
+                    return y;
+                }
                 let device = x.device();
                 let mean = self.running_mean.value_sync().narrow(0, 0, c).to_device(&device);
                 let var = self.running_var.value_sync().narrow(0, 0, c).to_device(&device);
-                batch_norm(x, gamma, beta, mean, var, BN_EPS)
+                act(batch_norm(x, gamma, beta, mean, var, BN_EPS))
             }
-            BnMode::Train => batch_norm_train(x, gamma, beta, BN_EPS).output,
+            BnMode::Train => match bn_train_fused(&x, &gamma, &beta, BN_EPS, relu6) {
+                Some(out) => out.output,
+                None => act(batch_norm_train(x, gamma, beta, BN_EPS).output),
+            },
             BnMode::Calibrate(stats) => {
                 let n = x.dims()[0];
-                let out = batch_norm_train(x, gamma, beta, BN_EPS);
-                let mean = out.mean.detach().mul_scalar(n as f64);
-                let var = out.variance.detach().mul_scalar(n as f64);
+                let (output, mean, var) = match bn_train_fused(&x.clone().detach(), &gamma, &beta, BN_EPS, relu6) {
+                    Some(out) => (out.output, out.mean, out.variance),
+                    None => {
+                        let out = batch_norm_train(x, gamma, beta, BN_EPS);
+                        (act(out.output), out.mean.detach(), out.variance.detach())
+                    }
+                };
+                let device = self.gamma.device();
+                let mean = mean.to_device(&device).mul_scalar(n as f64);
+                let var = var.to_device(&device).mul_scalar(n as f64);
                 let mut stats = stats.borrow_mut();
                 match stats.sums.remove(&self.id) {
                     Some((m, v, count)) => {
@@ -108,9 +124,25 @@ impl DynamicBatchNorm {
                         stats.sums.insert(self.id, (mean, var, n));
                     }
                 }
-                out.output
+                output
             }
         }
+    }
+
+    /// Eval-mode BN (+ ReLU6) in one pass when `x` lives on flex without autodiff.
+    fn eval_fused(&self, x: &Tensor<4>, gamma: &Tensor<1>, beta: &Tensor<1>, relu6: bool) -> Option<Tensor<4>> {
+        if !super::batchnorm::fast_enabled() || x.clone().try_into_primitive::<burn::backend::Flex>().is_err() {
+            return None;
+        }
+        let c = x.dims()[1];
+        let host = |t: Tensor<1>| t.into_data().convert::<f32>().try_into_vec::<f32>().ok();
+        let gamma = host(gamma.clone())?;
+        let beta = host(beta.clone())?;
+        let mean = host(self.running_mean.value_sync().narrow(0, 0, c))?;
+        let var = host(self.running_var.value_sync().narrow(0, 0, c))?;
+        let scale: Vec<f32> = (0..c).map(|i| (gamma[i] as f64 / (var[i] as f64 + BN_EPS).sqrt()) as f32).collect();
+        let shift: Vec<f32> = (0..c).map(|i| beta[i] - mean[i] * scale[i]).collect();
+        bn_eval_fused(x, &scale, &shift, relu6)
     }
 
     /// Replace the first `c` running statistics by `mean` and `var` (length `c`); entries beyond
@@ -161,12 +193,14 @@ impl ElasticConv {
         (d[0], d[1])
     }
 
-    /// Conv with the first `out` output and first `x.c` input channels, then BN.
-    pub fn forward(&self, x: Tensor<4>, out: usize, stride: usize, p: Padding, mode: &BnMode) -> Tensor<4> {
+    /// Conv with the first `out` output and first `x.c` input channels, then BN (and ReLU6 when
+    /// `relu6`). 1x1 stride-1 convs go through the GEMM op of [`super::pointwise`].
+    pub fn forward(&self, x: Tensor<4>, out: usize, stride: usize, p: Padding, mode: &BnMode, relu6: bool) -> Tensor<4> {
         let cin = x.dims()[1];
         let k = self.weight.dims()[2];
         let w = self.weight.val().slice([0..out, 0..cin, 0..k, 0..k]);
-        self.bn.forward(conv_padded(x, w, stride, p, 1), mode)
+        let y = if k == 1 && stride == 1 && p.is_zero() { super::pointwise::pointwise_conv2d(x, w) } else { conv_padded(x, w, stride, p, 1) };
+        self.bn.forward(y, mode, relu6)
     }
 }
 
@@ -235,10 +269,11 @@ impl ElasticDepthwise {
         w
     }
 
-    /// Depthwise conv of `x` (its channel count is the active width) with kernel `k`, then BN.
-    pub fn forward(&self, x: Tensor<4>, k: usize, stride: usize, p: Padding, mode: &BnMode) -> Tensor<4> {
+    /// Depthwise conv of `x` (its channel count is the active width) with kernel `k`, then BN
+    /// (and ReLU6 when `relu6`).
+    pub fn forward(&self, x: Tensor<4>, k: usize, stride: usize, p: Padding, mode: &BnMode, relu6: bool) -> Tensor<4> {
         let c = x.dims()[1];
         let w = self.kernel(c, k);
-        self.bn.forward(super::depthwise::depthwise_conv2d(x, w, stride, p), mode)
+        self.bn.forward(super::depthwise::depthwise_conv2d(x, w, stride, p), mode, relu6)
     }
 }

@@ -6,16 +6,20 @@
 //!
 //! | module | what |
 //! |---|---|
+//! | [`batchnorm`] | BatchNorm fused with ReLU6, forward and backward on flex |
 //! | [`depthwise`] | hand-written CPU (flex) depthwise conv forward and backward |
 //! | [`elastic`] | sliced convs, elastic-kernel depthwise, dynamic BatchNorm |
 //! | [`model`] | [`Supernet`]: construction, forward over an IR network |
+//! | [`pointwise`] | 1x1 convolution as GEMMs, forward and backward on flex |
 //! | [`recalib`] | OFA-style BN recalibration of one subnet |
 //! | [`eval`] | top-1 evaluation and [`SubnetEvaluator`] for the search |
 
+pub mod batchnorm;
 pub mod depthwise;
 pub mod elastic;
 pub mod eval;
 pub mod model;
+pub mod pointwise;
 pub mod recalib;
 
 use std::fmt;
@@ -119,6 +123,48 @@ impl DeviceChoice {
             }
         }
     }
+}
+
+/// A process-wide choice between a hand-written flex kernel and burn's generic op: the
+/// environment variable `env` set to `burn` selects burn's op, [`KernelSwitch::set_fast`]
+/// overrides it at run time (benchmarks compare both in one process).
+pub struct KernelSwitch {
+    env: &'static str,
+    // 0: not read yet, 1: fast, 2: burn.
+    state: std::sync::atomic::AtomicU8,
+}
+
+impl KernelSwitch {
+    /// A switch read from `env` on first use.
+    pub const fn new(env: &'static str) -> Self {
+        KernelSwitch { env, state: std::sync::atomic::AtomicU8::new(0) }
+    }
+
+    /// True when the hand-written kernel is selected.
+    pub fn fast(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        match self.state.load(Ordering::Relaxed) {
+            0 => {
+                let fast = std::env::var(self.env).as_deref() != Ok("burn");
+                self.state.store(if fast { 1 } else { 2 }, Ordering::Relaxed);
+                fast
+            }
+            s => s == 1,
+        }
+    }
+
+    /// Select the hand-written kernel (`true`) or burn's op.
+    pub fn set_fast(&self, fast: bool) {
+        self.state.store(if fast { 1 } else { 2 }, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Select the hand-written flex kernels (depthwise, pointwise, fused BatchNorm) or burn's
+/// generic ops for all three at once.
+pub fn set_fast_kernels(fast: bool) {
+    depthwise::SWITCH.set_fast(fast);
+    pointwise::SWITCH.set_fast(fast);
+    batchnorm::SWITCH.set_fast(fast);
 }
 
 /// Turn a data batch (NCHW `f32`) into a tensor on `device`.

@@ -169,6 +169,16 @@ impl Supernet {
         Ok(())
     }
 
+    /// The convolution weights `layer` (a conv of a network of this space) runs with.
+    pub fn conv_for(&self, layer: &crate::ir::Layer) -> Option<&ElasticConv> {
+        self.conv(layer.site, layer.role)
+    }
+
+    /// The depthwise weights `layer` (a depthwise conv of a network of this space) runs with.
+    pub fn depthwise_for(&self, layer: &crate::ir::Layer) -> Option<&ElasticDepthwise> {
+        self.depthwise(layer.site)
+    }
+
     fn conv(&self, site: Site, role: Role) -> Option<&ElasticConv> {
         match (site, role) {
             (Site::Stem, _) => Some(&self.stem),
@@ -212,14 +222,18 @@ impl Supernet {
                     .expect("IR tensors are produced before they are read")
             };
             let a = take(layer.input);
+            let relu6 = layer.act == Activation::Relu6;
             let y = match layer.kind {
+                // Conv and depthwise apply their activation fused with their BN.
                 LayerKind::Conv2d { stride, padding, out_channels, .. } => {
                     let conv = self.conv(layer.site, layer.role).expect("checked network");
-                    conv.forward(a, out_channels, stride, padding, mode)
+                    tensors[layer.output.0 as usize] = Some(conv.forward(a, out_channels, stride, padding, mode, relu6));
+                    continue;
                 }
                 LayerKind::DepthwiseConv2d { kernel, stride, padding } => {
                     let dw = self.depthwise(layer.site).expect("checked network");
-                    dw.forward(a, kernel, stride, padding, mode)
+                    tensors[layer.output.0 as usize] = Some(dw.forward(a, kernel, stride, padding, mode, relu6));
+                    continue;
                 }
                 LayerKind::Add => {
                     let b = take(layer.input2.expect("Add has two inputs"));

@@ -1,6 +1,8 @@
-//! Checkpoints: one folder per completed epoch, written under a temporary name and renamed into
+//! Checkpoints: one folder per completed epoch (`epoch-NNNN`), and optionally one taken every N
+//! steps inside an epoch (`step-NNNNNNNN`), each written under a temporary name and renamed into
 //! place, plus a `latest` pointer replaced the same way. A killed run therefore always leaves a
-//! complete checkpoint of its last completed epoch.
+//! complete checkpoint at most N steps old. The last two epoch checkpoints are kept, and only
+//! the newest step checkpoint (none once its epoch completed).
 
 use std::path::{Path, PathBuf};
 
@@ -41,13 +43,35 @@ pub struct CheckpointMeta {
     pub normalization: Normalization,
     /// Resolved data path used for training.
     pub data_path: PathBuf,
+    /// Set when the checkpoint was taken inside epoch `epoch` (every N steps): the running
+    /// sums of that epoch, so a resumed run reports the same epoch metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<EpochProgress>,
+}
+
+/// Running sums of a partly trained epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct EpochProgress {
+    /// Steps of the epoch already taken.
+    pub steps: usize,
+    /// Sum of the largest subnet's (or the fine-tuned net's) loss over those steps.
+    pub sum_loss: f64,
+    /// Sum of the distillation loss over those steps.
+    pub sum_distill: f64,
+    /// Training images seen.
+    pub images: usize,
+    /// Wall seconds spent training them.
+    pub seconds: f64,
 }
 
 /// Write the checkpoint of a completed epoch into `run_dir/checkpoints/epoch-NNNN` atomically,
 /// point `run_dir/latest` at it and prune older ones. Returns the checkpoint folder.
 pub fn save(run_dir: &Path, model: &Supernet, optim: &ModuleOptimizer, meta: &CheckpointMeta) -> Result<PathBuf, TrainError> {
     let root = run_dir.join("checkpoints");
-    let name = format!("epoch-{:04}", meta.epoch);
+    let name = match meta.progress {
+        Some(_) => format!("step-{:08}", meta.step),
+        None => format!("epoch-{:04}", meta.epoch),
+    };
     let dir = root.join(&name);
     let tmp = root.join(format!(".{name}.tmp"));
     let io = |path: &Path, e: std::io::Error| TrainError::Io { path: path.to_path_buf(), message: e.to_string() };
@@ -66,17 +90,19 @@ pub fn save(run_dir: &Path, model: &Supernet, optim: &ModuleOptimizer, meta: &Ch
     let latest_tmp = run_dir.join(".latest.tmp");
     std::fs::write(&latest_tmp, format!("checkpoints/{name}\n")).map_err(|e| io(&latest_tmp, e))?;
     std::fs::rename(&latest_tmp, run_dir.join(LATEST)).map_err(|e| io(&run_dir.join(LATEST), e))?;
-    prune(&root, KEEP);
+    prune(&root, KEEP, &name);
     Ok(dir)
 }
 
-fn prune(root: &Path, keep: usize) {
+/// Keep the newest `keep` epoch checkpoints and no step checkpoint but `current`.
+fn prune(root: &Path, keep: usize, current: &str) {
     let Ok(entries) = std::fs::read_dir(root) else { return };
-    let mut names: Vec<String> =
-        entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with("epoch-")).collect();
-    names.sort();
-    let drop = names.len().saturating_sub(keep);
-    for n in &names[..drop] {
+    let names: Vec<String> = entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let mut epochs: Vec<&String> = names.iter().filter(|n| n.starts_with("epoch-")).collect();
+    epochs.sort();
+    let drop = epochs.len().saturating_sub(keep);
+    let stale_steps = names.iter().filter(|n| n.starts_with("step-") && n.as_str() != current);
+    for n in epochs[..drop].iter().copied().chain(stale_steps) {
         // Failing to prune an old checkpoint only costs disk space.
         let _ = std::fs::remove_dir_all(root.join(n));
     }

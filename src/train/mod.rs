@@ -6,6 +6,7 @@
 //! is a pure function of `(seed, epoch, step)`, so a run resumed from the checkpoint of epoch k
 //! continues exactly as the uninterrupted run would have.
 
+pub mod bench;
 pub mod checkpoint;
 pub mod experiment;
 pub mod schedule;
@@ -31,7 +32,7 @@ use crate::data::{
 use crate::ir::{Network, lower};
 use crate::space::SearchSpace;
 use crate::supernet::{BnMode, DeviceChoice, Supernet, SupernetError, accuracy, batch_tensor, recalibrate};
-pub use checkpoint::CheckpointMeta;
+pub use checkpoint::{CheckpointMeta, EpochProgress};
 pub use experiment::{DataConfig, Experiment, OptimizerKind, TrainConfig};
 
 /// Stream tag of the per-step subnet sampling.
@@ -93,6 +94,8 @@ pub struct TrainOptions {
     pub resume: bool,
     /// Draw a progress bar on stderr.
     pub progress: bool,
+    /// Also checkpoint every this many optimiser steps inside an epoch (0: only at epoch ends).
+    pub checkpoint_every: usize,
 }
 
 /// Losses of one sandwich step.
@@ -217,6 +220,9 @@ pub struct Trainer {
     pub step: usize,
     out: PathBuf,
     progress: bool,
+    checkpoint_every: usize,
+    /// Running sums of the current epoch (restored from a mid-epoch checkpoint).
+    partial: EpochProgress,
     largest: Network,
     smallest: Network,
 }
@@ -278,6 +284,7 @@ impl Trainer {
         if let Some(f) = experiment.data.hflip {
             augment.hflip = f;
         }
+        let partial = meta.as_ref().and_then(|m| m.progress).unwrap_or_default();
         let (model, epoch, step) = match (&resume_from, &meta) {
             (Some(dir), Some(m)) => (checkpoint::load_model(dir, m, &device)?, m.epoch, m.step),
             _ => (Supernet::new(&space, experiment.train.seed, &device), 0, 0),
@@ -304,6 +311,8 @@ impl Trainer {
             step,
             out: opts.out.clone(),
             progress: opts.progress,
+            checkpoint_every: opts.checkpoint_every,
+            partial,
             largest,
             smallest,
         })
@@ -361,9 +370,15 @@ impl Trainer {
 
     /// One step of the largest subnet alone on the labels (for benchmarks and baselines).
     pub fn train_step_largest(&mut self, batch: &Batch, lr: f64) -> f32 {
+        let net = self.largest.clone();
+        self.train_step_net(batch, &net, lr)
+    }
+
+    /// One step of subnet `net` alone on the labels (for benchmarks and baselines).
+    pub fn train_step_net(&mut self, batch: &Batch, net: &Network, lr: f64) -> f32 {
         let x = batch_tensor(batch, &self.device);
         let targets = smoothed_targets(&batch.labels, self.space.num_classes, self.experiment.train.label_smoothing, &self.device);
-        let loss = soft_cross_entropy(self.model.forward(x, &self.largest, &BnMode::Train), targets);
+        let loss = soft_cross_entropy(self.model.forward(x, net, &BnMode::Train), targets);
         let value: f32 = loss.clone().into_scalar();
         let grads = GradientsParams::from_grads(loss.backward(), &self.model);
         self.model = self.optim.step(lr, self.model.clone(), grads);
@@ -412,10 +427,12 @@ impl Trainer {
         (out[0], out[1])
     }
 
-    /// Train one epoch (index `self.epoch`), validate, append to `metrics.csv` and checkpoint.
+    /// Train one epoch (index `self.epoch`), or its rest after a mid-epoch checkpoint, validate,
+    /// append to `metrics.csv` and checkpoint (also every `checkpoint_every` steps).
     pub fn run_epoch(&mut self) -> Result<EpochStats, TrainError> {
         let epoch = self.epoch;
         let spe = self.steps_per_epoch();
+        let first = self.step.saturating_sub(epoch * spe).min(spe);
         let bar = if self.progress { indicatif::ProgressBar::new(spe as u64) } else { indicatif::ProgressBar::hidden() };
         bar.set_style(
             indicatif::ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}")
@@ -423,10 +440,10 @@ impl Trainer {
                 .progress_chars("=> "),
         );
         bar.set_prefix(format!("{}/{}", epoch + 1, self.experiment.train.epochs));
-        let start = Instant::now();
-        let (mut sum_l, mut sum_d, mut images) = (0f64, 0f64, 0usize);
+        bar.set_position(first as u64);
+        let mut start = Instant::now();
         let mut lr = self.lr_at(self.step);
-        for (i, batch) in self.loader(epoch, 0)?.enumerate() {
+        for (i, batch) in (first..).zip(self.loader(epoch, first)?) {
             lr = self.lr_at(epoch * spe + i);
             let s = self.train_step(&batch, epoch, i, lr)?;
             if !(s.loss_largest.is_finite() && s.loss_distill.is_finite()) {
@@ -435,11 +452,13 @@ impl Trainer {
                     s.loss_largest, s.loss_distill, self.experiment.train.lr
                 )));
             }
-            sum_l += s.loss_largest as f64;
-            sum_d += s.loss_distill as f64;
-            images += batch.n;
-            let ips = images as f64 / start.elapsed().as_secs_f64();
-            let msg = format!("loss {:.3} kd {:.3} lr {lr:.4} {ips:.0} img/s", sum_l / (i + 1) as f64, sum_d / (i + 1) as f64);
+            let p = &mut self.partial;
+            p.steps += 1;
+            p.sum_loss += s.loss_largest as f64;
+            p.sum_distill += s.loss_distill as f64;
+            p.images += batch.n;
+            let ips = p.images as f64 / (p.seconds + start.elapsed().as_secs_f64());
+            let msg = format!("loss {:.3} kd {:.3} lr {lr:.4} {ips:.0} img/s", p.sum_loss / p.steps as f64, p.sum_distill / p.steps as f64);
             // Without a terminal the bar draws nothing: log a line now and then so a run in the
             // background (nohup, CI) still shows where it is.
             if self.progress && bar.is_hidden() && (i + 1) % 50 == 0 {
@@ -447,21 +466,27 @@ impl Trainer {
             }
             bar.set_message(msg);
             bar.inc(1);
+            if self.checkpoint_every > 0 && (i + 1) % self.checkpoint_every == 0 && i + 1 < spe {
+                self.partial.seconds += start.elapsed().as_secs_f64();
+                self.save_checkpoint()?;
+                start = Instant::now();
+            }
         }
         bar.finish_and_clear();
-        let images_per_s = images as f64 / start.elapsed().as_secs_f64();
+        self.partial.seconds += start.elapsed().as_secs_f64();
+        let p = std::mem::take(&mut self.partial);
         let (val_smallest, val_largest) = self.validate();
         self.epoch += 1;
         let stats = EpochStats {
             epoch,
-            loss_largest: sum_l / spe.max(1) as f64,
-            loss_distill: sum_d / spe.max(1) as f64,
+            loss_largest: p.sum_loss / p.steps.max(1) as f64,
+            loss_distill: p.sum_distill / p.steps.max(1) as f64,
             val_smallest,
             val_largest,
-            images_per_s,
+            images_per_s: p.images as f64 / p.seconds.max(1e-9),
             lr,
         };
-        self.append_metrics(&stats, start.elapsed().as_secs_f64())?;
+        self.append_metrics(&stats, p.seconds)?;
         self.save_checkpoint()?;
         Ok(stats)
     }
@@ -512,7 +537,8 @@ impl Trainer {
         Ok(())
     }
 
-    /// Write the checkpoint of the completed epochs into the run folder.
+    /// Write a checkpoint of the run's state into the run folder: of the completed epochs, or a
+    /// mid-epoch one when steps of the current epoch have been taken.
     pub fn save_checkpoint(&self) -> Result<PathBuf, TrainError> {
         let meta = CheckpointMeta {
             version: checkpoint::CHECKPOINT_VERSION,
@@ -522,6 +548,8 @@ impl Trainer {
             space: self.space.clone(),
             normalization: self.normalization.clone(),
             data_path: self.data_path.clone(),
+            // Inside an epoch exactly when steps of the current epoch have been taken.
+            progress: (self.partial.steps > 0).then_some(self.partial),
         };
         checkpoint::save(&self.out, &self.model, &self.optim, &meta)
     }

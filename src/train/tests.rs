@@ -41,7 +41,7 @@ fn synthetic(n: usize) -> Dataset {
 }
 
 fn opts(out: &Path, resume: bool) -> TrainOptions {
-    TrainOptions { out: out.to_path_buf(), device: DeviceChoice::Cpu, resume, progress: false }
+    TrainOptions { out: out.to_path_buf(), device: DeviceChoice::Cpu, resume, progress: false, checkpoint_every: 0 }
 }
 
 #[test]

@@ -1,0 +1,315 @@
+//! Pointwise (1x1, stride 1) convolution as batched GEMMs on the flex backend, with its own
+//! backward.
+//!
+//! burn 0.22's autodiff differentiates `conv2d` through generic transposed and swapped-axis
+//! convolutions, which for a 1x1 kernel cost several times the forward. A 1x1 convolution over
+//! NCHW is a matrix product per image: `y[n] = W x[n]` with `W` the `[cout, cin]` weight and
+//! `x[n]` the `[cin, h*w]` plane stack, so forward and both gradients are plain GEMMs (the `gemm`
+//! crate, the one burn-flex itself multiplies with):
+//!
+//! - forward: `y[n] = W x[n]`;
+//! - input grad: `dx[n] = W^T dy[n]` (the transpose is a stride swap, no copy);
+//! - weight grad: `dW = sum_n dy[n] x[n]^T`, one partial sum per batch chunk, then added.
+//!
+//! Work is split over images (batch chunks) on rayon, each GEMM single-threaded, because the
+//! per-image matrices are small (at most a few hundred rows and 1024 columns) and splitting one
+//! of them costs more than it saves. Tensors on other backends or dtypes take burn's `conv2d`;
+//! `TINYNAS_POINTWISE=burn` forces that path (tests and `nas bench train` compare both).
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::{Autodiff, Flex};
+use burn::tensor::{DType, Tensor, TensorData};
+use rayon::prelude::*;
+
+use crate::ir::Padding;
+
+type AdFlex = Autodiff<Flex>;
+
+#[cfg(test)]
+thread_local! {
+    static FAST_CALLS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Which implementation [`pointwise_conv2d`] uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PointwiseImpl {
+    /// burn's generic `conv2d` (the reference).
+    Burn,
+    /// The GEMM kernels when the tensors live on flex, else [`PointwiseImpl::Burn`].
+    Fast,
+}
+
+/// The process-wide choice (`TINYNAS_POINTWISE=burn` selects burn's op).
+pub static SWITCH: super::KernelSwitch = super::KernelSwitch::new("TINYNAS_POINTWISE");
+
+/// [`PointwiseImpl::Fast`] unless the environment variable `TINYNAS_POINTWISE` is `burn` or
+/// [`SWITCH`] says otherwise.
+pub fn default_impl() -> PointwiseImpl {
+    if SWITCH.fast() { PointwiseImpl::Fast } else { PointwiseImpl::Burn }
+}
+
+/// 1x1 convolution of `x` (`[n, cin, h, w]`) with `w` (`[cout, cin, 1, 1]`), stride 1, no
+/// padding, through the process-wide [`default_impl`].
+pub fn pointwise_conv2d(x: Tensor<4>, w: Tensor<4>) -> Tensor<4> {
+    pointwise_conv2d_with(x, w, default_impl())
+}
+
+/// [`pointwise_conv2d`] with an explicit implementation.
+pub fn pointwise_conv2d_with(x: Tensor<4>, w: Tensor<4>, imp: PointwiseImpl) -> Tensor<4> {
+    let [n, cin, h, wd] = x.dims();
+    let [cout, wcin, kh, kw] = w.dims();
+    let fits = wcin == cin && kh == 1 && kw == 1;
+    if imp == PointwiseImpl::Fast && fits && x.dtype() == DType::F32 && w.dtype() == DType::F32 {
+        let g = Geom { n, cin, cout, hw: h * wd, h, w: wd };
+        if let (Ok(xp), Ok(wp)) = (x.clone().try_into_primitive::<AdFlex>(), w.clone().try_into_primitive::<AdFlex>()) {
+            return Tensor::from_primitive::<AdFlex>(autodiff_forward(xp, wp, g));
+        }
+        if let (Ok(xp), Ok(wp)) = (x.clone().try_into_primitive::<Flex>(), w.clone().try_into_primitive::<Flex>()) {
+            return Tensor::from_primitive::<Flex>(forward(&xp, &wp, &g));
+        }
+    }
+    super::elastic::conv_padded(x, w, 1, Padding { top: 0, left: 0, bottom: 0, right: 0 }, 1)
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Geom {
+    n: usize,
+    cin: usize,
+    cout: usize,
+    hw: usize,
+    h: usize,
+    w: usize,
+}
+
+/// Images per rayon task: a few tasks per thread for balance, whole images each.
+fn chunk_images(n: usize) -> usize {
+    n.div_ceil(4 * rayon::current_num_threads()).max(1)
+}
+
+/// `dst (m x k2) = [dst +] lhs (m x k) * rhs (k x k2)`, all row-major with the given row
+/// strides, or column strides swapped in for a transposed operand (see the callers).
+#[allow(clippy::too_many_arguments)]
+fn gemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    dst_rs: usize,
+    accumulate: bool,
+    lhs: &[f32],
+    (lhs_rs, lhs_cs): (usize, usize),
+    rhs: &[f32],
+    (rhs_rs, rhs_cs): (usize, usize),
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    // Bounds the raw pointers below stay within.
+    assert!(dst.len() >= (m - 1) * dst_rs + n);
+    if k > 0 {
+        assert!(lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs);
+        assert!(rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs);
+    }
+    // SAFETY: every index the product touches lies inside the slices (asserted above), `dst`
+    // does not alias `lhs` or `rhs` (distinct borrows).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            dst_rs as isize,
+            accumulate,
+            lhs.as_ptr(),
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            rhs_cs as isize,
+            rhs_rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+fn flex_from_vec(values: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape))
+}
+
+/// `y[n] = W x[n]`.
+fn forward(x: &FlexTensor, w: &FlexTensor, g: &Geom) -> FlexTensor {
+    #[cfg(test)]
+    FAST_CALLS.with(|n| n.set(n.get() + 1));
+    let x = x.to_contiguous();
+    let w = w.to_contiguous();
+    let xs: &[f32] = x.as_slice().expect("contiguous f32");
+    let ws: &[f32] = w.as_slice().expect("contiguous f32");
+    let (xin, yout) = (g.cin * g.hw, g.cout * g.hw);
+    let mut out = vec![0f32; g.n * yout];
+    let per = chunk_images(g.n);
+    out.par_chunks_mut(per * yout).enumerate().for_each(|(chunk, ys)| {
+        for (i, y) in ys.chunks_mut(yout).enumerate() {
+            let img = chunk * per + i;
+            let xi = &xs[img * xin..(img + 1) * xin];
+            gemm(g.cout, g.hw, g.cin, y, g.hw, false, ws, (g.cin, 1), xi, (g.hw, 1));
+        }
+    });
+    flex_from_vec(out, [g.n, g.cout, g.h, g.w])
+}
+
+/// `dx[n] = W^T dy[n]`.
+fn input_grad(grad: &FlexTensor, w: &FlexTensor, g: &Geom) -> FlexTensor {
+    let grad = grad.to_contiguous();
+    let w = w.to_contiguous();
+    let gs: &[f32] = grad.as_slice().expect("contiguous f32");
+    let ws: &[f32] = w.as_slice().expect("contiguous f32");
+    let (xin, yout) = (g.cin * g.hw, g.cout * g.hw);
+    let mut dx = vec![0f32; g.n * xin];
+    let per = chunk_images(g.n);
+    dx.par_chunks_mut(per * xin).enumerate().for_each(|(chunk, dxs)| {
+        for (i, d) in dxs.chunks_mut(xin).enumerate() {
+            let img = chunk * per + i;
+            let gi = &gs[img * yout..(img + 1) * yout];
+            // W^T: element (ci, co) of the transpose sits at co * cin + ci.
+            gemm(g.cin, g.hw, g.cout, d, g.hw, false, ws, (1, g.cin), gi, (g.hw, 1));
+        }
+    });
+    flex_from_vec(dx, [g.n, g.cin, g.h, g.w])
+}
+
+/// `dW = sum_n dy[n] x[n]^T`: one partial `[cout, cin]` sum per batch chunk, then added.
+fn weight_grad(x: &FlexTensor, grad: &FlexTensor, g: &Geom) -> FlexTensor {
+    let x = x.to_contiguous();
+    let grad = grad.to_contiguous();
+    let xs: &[f32] = x.as_slice().expect("contiguous f32");
+    let gs: &[f32] = grad.as_slice().expect("contiguous f32");
+    let (xin, yout, wlen) = (g.cin * g.hw, g.cout * g.hw, g.cout * g.cin);
+    let chunks = rayon::current_num_threads().clamp(1, g.n.max(1));
+    let per = g.n.div_ceil(chunks);
+    let partials: Vec<Vec<f32>> = (0..chunks)
+        .into_par_iter()
+        .map(|chunk| {
+            let mut dw = vec![0f32; wlen];
+            for img in chunk * per..((chunk + 1) * per).min(g.n) {
+                let gi = &gs[img * yout..(img + 1) * yout];
+                let xi = &xs[img * xin..(img + 1) * xin];
+                // x[n]^T: element (p, ci) sits at ci * hw + p.
+                gemm(g.cout, g.cin, g.hw, &mut dw, g.cin, img > chunk * per, gi, (g.hw, 1), xi, (1, g.hw));
+            }
+            dw
+        })
+        .collect();
+    let mut parts = partials.into_iter();
+    let mut dw = parts.next().unwrap_or_else(|| vec![0f32; wlen]);
+    for p in parts {
+        for (a, b) in dw.iter_mut().zip(&p) {
+            *a += b;
+        }
+    }
+    flex_from_vec(dw, [g.cout, g.cin, 1, 1])
+}
+
+#[derive(Debug)]
+struct PointwiseBackward;
+
+impl Backward<Flex, 2> for PointwiseBackward {
+    type State = (FlexTensor, FlexTensor, Geom);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let [node_x, node_w] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        let (x, w, g) = ops.state;
+        if let Some(node) = node_x {
+            grads.register::<Flex>(node.id, input_grad(&grad, &w, &g));
+        }
+        if let Some(node) = node_w {
+            grads.register::<Flex>(node.id, weight_grad(&x, &grad, &g));
+        }
+    }
+}
+
+type AdTensor = burn::backend::tensor::FloatTensor<AdFlex>;
+
+fn autodiff_forward(x: AdTensor, w: AdTensor, g: Geom) -> AdTensor {
+    match PointwiseBackward.prepare::<NoCheckpointing>([x.node(), w.node()]).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => {
+            let xp = x.primitive().clone();
+            let wp = w.primitive().clone();
+            let out = forward(&xp, &wp, &g);
+            prep.finish((xp, wp, g), out)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(forward(x.primitive(), w.primitive(), &g)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Device, Distribution};
+
+    fn values(t: Tensor<4>) -> Vec<f32> {
+        t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap()
+    }
+
+    fn assert_close(what: &str, ours: Vec<f32>, reference: Vec<f32>) {
+        assert_eq!(ours.len(), reference.len(), "{what}: length");
+        let scale = reference.iter().fold(0f32, |m, v| m.max(v.abs())).max(1.0);
+        let worst = ours.iter().zip(&reference).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(worst <= 1e-4 * scale, "{what}: max abs diff {worst} (scale {scale})");
+    }
+
+    /// Forward, input grad and weight grad equal burn's conv2d, with the weight a slice of a
+    /// larger parameter as in the supernet.
+    fn check(device: &Device, [n, cin, h, w]: [usize; 4], cout: usize) {
+        let what = format!("[{n},{cin},{h},{w}] -> {cout}");
+        device.seed((n * 1000 + cin * 100 + h * 10 + cout) as u64);
+        let x0: Tensor<4> = Tensor::random([n, cin, h, w], Distribution::Normal(0.0, 1.0), device);
+        let w0: Tensor<4> = Tensor::random([cout + 3, cin + 2, 1, 1], Distribution::Normal(0.0, 0.3), device);
+        let run = |imp: PointwiseImpl| {
+            let x = x0.clone().require_grad();
+            let full = w0.clone().require_grad();
+            let y = pointwise_conv2d_with(x.clone(), full.clone().slice([0..cout, 0..cin, 0..1, 0..1]), imp);
+            device.seed(7);
+            let r: Tensor<4> = Tensor::random([n, cout, h, w], Distribution::Normal(0.0, 1.0), device);
+            let grads = (y.clone() * r).sum().backward();
+            (values(y.detach()), values(x.grad(&grads).unwrap()), values(full.grad(&grads).unwrap()))
+        };
+        let (y_ref, dx_ref, dw_ref) = run(PointwiseImpl::Burn);
+        let before = FAST_CALLS.with(|n| n.get());
+        let (y, dx, dw) = run(PointwiseImpl::Fast);
+        assert!(FAST_CALLS.with(|n| n.get()) > before, "{what}: fast path not taken");
+        assert_close(&format!("{what} output"), y, y_ref);
+        assert_close(&format!("{what} input grad"), dx, dx_ref);
+        assert_close(&format!("{what} weight grad"), dw, dw_ref);
+    }
+
+    #[test]
+    fn gemm_pointwise_matches_burn_conv2d() {
+        let device = Device::flex().autodiff();
+        for (shape, cout) in [([3, 5, 4, 4], 7), ([1, 8, 1, 1], 3), ([9, 16, 2, 3], 24), ([2, 3, 7, 5], 1), ([5, 1, 3, 3], 4)] {
+            check(&device, shape, cout);
+        }
+    }
+
+    #[test]
+    fn gemm_pointwise_without_autodiff_matches() {
+        let device = Device::flex();
+        device.seed(3);
+        let x: Tensor<4> = Tensor::random([4, 6, 5, 5], Distribution::Normal(0.0, 1.0), &device);
+        let w: Tensor<4> = Tensor::random([9, 6, 1, 1], Distribution::Normal(0.0, 0.3), &device);
+        let before = FAST_CALLS.with(|n| n.get());
+        let a = pointwise_conv2d_with(x.clone(), w.clone(), PointwiseImpl::Fast);
+        assert!(FAST_CALLS.with(|n| n.get()) > before, "fast path not taken");
+        let b = pointwise_conv2d_with(x, w, PointwiseImpl::Burn);
+        assert_close("inference", values(a), values(b));
+    }
+}
