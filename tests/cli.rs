@@ -184,3 +184,113 @@ fn export_c_of_the_shipped_supernet_verifies_end_to_end() {
         assert!(out.join(f).is_file(), "{f} not written");
     }
 }
+
+/// Fine-tuning flags shared by the kill/resume test: the largest cifar subnet from the shipped
+/// supernet on the shipped mini set, checkpointed every 2 steps.
+fn finetune_args<'a>(arch: &'a str, out: &'a str) -> Vec<&'a str> {
+    vec![
+        "finetune",
+        "--arch",
+        arch,
+        "--supernet",
+        "experiments/supernets/cifar10",
+        "--data",
+        "experiments/data",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--checkpoint-every",
+        "2",
+        "--kd-weight",
+        "0.3",
+        "--quiet",
+        "--out",
+        out,
+    ]
+}
+
+/// Logits of the largest and the smallest subnet of the run's last checkpoint on a fixed input
+/// (BatchNorm in training mode, so no statistics are involved).
+fn outputs(run: &Path) -> Vec<f32> {
+    use tinynas::arch::Arch;
+    use tinynas::supernet::BnMode;
+    use tinynas::train::checkpoint;
+    let dir = checkpoint::require(run).unwrap();
+    let meta = checkpoint::load_meta(&dir).unwrap();
+    let device = burn::tensor::Device::flex();
+    let model = checkpoint::load_model(&dir, &meta, &device).unwrap();
+    let x: Vec<f32> = (0..4 * 3 * 32 * 32).map(|i| ((i * 7919) % 255) as f32 / 128.0 - 1.0).collect();
+    let x = burn::tensor::Tensor::<4>::from_data(burn::tensor::TensorData::new(x, [4, 3, 32, 32]), &device);
+    let mut out = Vec::new();
+    for arch in [Arch::largest(&meta.space), Arch::smallest(&meta.space)] {
+        let net = tinynas::ir::lower(&arch, &meta.space);
+        out.extend(model.forward(x.clone(), &net, &BnMode::Train).into_data().convert::<f32>().try_into_vec::<f32>().unwrap());
+    }
+    out
+}
+
+/// `metrics.csv` without its timing columns (images/s, seconds), which differ between runs.
+fn metrics_without_timing(run: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    text.lines().map(|l| l.split(',').take(5).collect::<Vec<_>>().join(",")).collect()
+}
+
+#[test]
+fn finetune_killed_mid_epoch_resumes_to_the_uninterrupted_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let arch = sample(dir.path(), "cifar", "largest");
+    let arch = arch.to_str().unwrap();
+    let whole = dir.path().join("whole");
+    let o = nas(&finetune_args(arch, whole.to_str().unwrap()), &repo());
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    assert!(whole.join("curves.png").is_file() && whole.join("curves.svg").is_file(), "{out}");
+
+    // The same run, killed (SIGKILL) as soon as its first mid-epoch checkpoint exists...
+    let killed = dir.path().join("killed");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nas"))
+        .args(finetune_args(arch, killed.to_str().unwrap()))
+        .current_dir(repo())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let step_ckpt = || {
+        std::fs::read_dir(killed.join("checkpoints"))
+            .map(|d| d.filter_map(|e| e.ok()).any(|e| e.file_name().to_string_lossy().starts_with("step-")))
+            .unwrap_or(false)
+    };
+    let start = std::time::Instant::now();
+    while !step_ckpt() {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before its first step checkpoint");
+        assert!(start.elapsed().as_secs() < 300, "no step checkpoint after 300 s");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!killed.join("metrics.csv").exists(), "killed after its first epoch: the test kills too late");
+
+    // ...then resumed: a fresh run into the same folder is refused, --resume finishes it.
+    let o = nas(&finetune_args(arch, killed.to_str().unwrap()), &repo());
+    assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
+    assert!(text(&o).1.contains("--resume"), "{:?}", text(&o));
+    let mut args = finetune_args(arch, killed.to_str().unwrap());
+    args.push("--resume");
+    let o = nas(&args, &repo());
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert_eq!(metrics_without_timing(&whole), metrics_without_timing(&killed));
+    // Same weights: bit-identical outputs of every subnet tried (the .bpk bytes also hold
+    // parameter ids, which differ between processes).
+    assert_eq!(outputs(&whole), outputs(&killed), "the resumed run's weights differ from the uninterrupted run's");
+
+    // The fine-tuned folder alone is enough for nas eval; another arch is refused.
+    let o = nas(&["eval", "--checkpoint", whole.to_str().unwrap(), "--data", "experiments/data", "--calib", "200"], &repo());
+    let (out, err) = text(&o);
+    assert!(o.status.success() && out.contains("top-1"), "{out}{err}");
+    let other = sample(dir.path(), "cifar", "smallest");
+    let o = nas(&["eval", "--checkpoint", whole.to_str().unwrap(), "--arch", other.to_str().unwrap()], &repo());
+    assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
+    assert!(text(&o).1.contains("another arch"), "{:?}", text(&o));
+}

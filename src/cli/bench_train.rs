@@ -76,7 +76,8 @@ pub(crate) fn run(a: TrainArgs) -> anyhow::Result<Outcome> {
     let space = crate::space::resolve(&a.space)?;
     // Check the twin's interpreter before the long Rust part.
     let twin = if a.against_torch { Some(bench::torch_python(a.python.as_deref())?) } else { None };
-    let cfg = BenchConfig { space_arg: a.space.clone(), batch_size: a.batch_size, steps: a.steps, random_subnets: a.random_subnets, device };
+    let cfg =
+        BenchConfig { space_arg: a.space.clone(), batch_size: a.batch_size, steps: a.steps, random_subnets: a.random_subnets, device };
     let tmp = tempfile::tempdir()?;
     let mut trainer = bench::synthetic_trainer(&cfg, &space, tmp.path())?;
     let r = space.resolutions.last().expect("validated");

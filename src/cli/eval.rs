@@ -2,19 +2,22 @@
 
 use std::path::PathBuf;
 
+use std::path::Path;
+
 use super::Outcome;
 use crate::arch::Arch;
 use crate::data::Split;
 use crate::supernet::{DeviceChoice, SubnetEvaluator};
+use crate::train::checkpoint;
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
     /// Run folder (its latest checkpoint) or checkpoint folder.
     #[arg(long)]
     checkpoint: PathBuf,
-    /// Arch JSON (from `nas sample` or the search).
+    /// Arch JSON, or `RUN/pareto.json#N` [default for a fine-tuned checkpoint: its own arch].
     #[arg(long)]
-    arch: PathBuf,
+    arch: Option<String>,
     /// Dataset path [default: the one the supernet was trained on].
     #[arg(long)]
     data: Option<PathBuf>,
@@ -31,11 +34,28 @@ pub(crate) struct Args {
 
 pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
     let device: DeviceChoice = a.device.parse()?;
-    let arch = Arch::from_path(&a.arch)?;
+    let arch = checkpoint_arch(&a.checkpoint, a.arch.as_deref())?;
     let split = if a.split == "test" { Split::Test } else { Split::Train };
     let eval = SubnetEvaluator::new(&a.checkpoint, a.data.as_deref(), split, a.calib, device)?;
-    arch.validate(eval.space(), &a.arch.display().to_string())?;
+    arch.validate(eval.space(), a.arch.as_deref().unwrap_or("the fine-tuned arch"))?;
     let top1 = eval.evaluate(&arch)?;
     println!("top-1 {:.2}% on {} {} images (BN recalibrated on {} training images)", 100.0 * top1, eval.val_images(), a.split, a.calib);
     Ok(Outcome::Ok)
+}
+
+/// The arch to evaluate or export: `--arch`, or the fine-tuned checkpoint's own. A fine-tuned
+/// checkpoint holds trained weights for its arch only, so another `--arch` is refused.
+pub(crate) fn checkpoint_arch(ckpt: &Path, arch: Option<&str>) -> anyhow::Result<Arch> {
+    let meta = checkpoint::load_meta(&checkpoint::require(ckpt)?)?;
+    let given = arch.map(super::export::read_arch).transpose()?;
+    match (meta.finetune, given) {
+        (Some(f), Some(g)) if g != f.arch => anyhow::bail!(
+            "{} is a fine-tuning run of another arch than --arch {}: leave --arch out to use its own",
+            ckpt.display(),
+            arch.unwrap_or_default()
+        ),
+        (Some(f), _) => Ok(f.arch),
+        (None, Some(g)) => Ok(g),
+        (None, None) => anyhow::bail!("--arch is required: {} is a supernet, not a fine-tuned subnet", ckpt.display()),
+    }
 }

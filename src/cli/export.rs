@@ -17,10 +17,12 @@ use crate::train::{EVAL_BATCH, check_data, checkpoint, load_data};
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
-    /// Arch JSON, or `RUN/pareto.json#N` for member N of a search's Pareto set.
+    /// Arch JSON, or `RUN/pareto.json#N` for member N of a search's Pareto set [default for a
+    /// fine-tuned checkpoint: its own arch].
     #[arg(long)]
-    arch: String,
-    /// Run folder (its latest checkpoint) or checkpoint folder.
+    arch: Option<String>,
+    /// Run folder (its latest checkpoint) or checkpoint folder: a supernet (with --arch) or a
+    /// `nas finetune` run.
     #[arg(long)]
     checkpoint: PathBuf,
     /// Output format: `tflite` (int8 TFLite flatbuffer), `c` (C code and firmware project) or `both`.
@@ -83,10 +85,11 @@ pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
         bail!("--calib 0: calibration needs at least 1 image");
     }
     let device = a.device.parse::<DeviceChoice>()?.device()?;
-    let arch = read_arch(&a.arch)?;
+    let arch = super::eval::checkpoint_arch(&a.checkpoint, a.arch.as_deref())?;
+    let arch_name = a.arch.clone().unwrap_or_else(|| format!("{} (fine-tuned)", a.checkpoint.display()));
     let dir = checkpoint::require(&a.checkpoint)?;
     let meta = checkpoint::load_meta(&dir)?;
-    arch.validate(&meta.space, &a.arch)?;
+    arch.validate(&meta.space, &arch_name)?;
     let model = checkpoint::load_model(&dir, &meta, &device)?;
     let net = lower(&arch, &meta.space);
     let data_path = a.data.clone().unwrap_or_else(|| meta.data_path.clone());
@@ -124,7 +127,7 @@ pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
     crate::search::write_atomic(&arch_path, arch.to_json().as_bytes()).with_context(|| format!("writing {}", arch_path.display()))?;
     if a.format != "tflite" {
         let probe: Vec<Vec<i8>> = probe_inputs(&eval_set, &eval_idx, norm, &net, &device).iter().map(|x| q.quantize_input(x)).collect();
-        c_export(&q, &board, &a.out.join("c"), &probe, &format!("{} ({})", a.arch, arch.space), a.verify)?;
+        c_export(&q, &board, &a.out.join("c"), &probe, &format!("{arch_name} ({})", arch.space), a.verify)?;
     }
     println!(
         "float top-1 {:.2}%  int8 top-1 {:.2}%  on {n} {} images (calibrated on {} training images)",

@@ -12,6 +12,8 @@ mod bench_train;
 mod eval;
 #[cfg(feature = "supernet")]
 mod export;
+#[cfg(feature = "supernet")]
+mod finetune;
 mod inspect;
 mod latency;
 mod pick;
@@ -73,6 +75,10 @@ enum Command {
     /// Export one subnet of a trained supernet as an int8 model (post-training quantisation).
     #[cfg(feature = "supernet")]
     Export(export::Args),
+    /// Train one chosen subnet standalone from its inherited supernet weights (optionally
+    /// distilled from the supernet's largest subnet); resumable, per-epoch metrics and curves.
+    #[cfg(feature = "supernet")]
+    Finetune(finetune::Args),
 }
 
 /// Parse a size for clap (`--sram 256k`).
@@ -114,6 +120,8 @@ pub fn main() -> i32 {
         Command::Eval(a) => eval::run(a),
         #[cfg(feature = "supernet")]
         Command::Export(a) => export::run(a),
+        #[cfg(feature = "supernet")]
+        Command::Finetune(a) => finetune::run(a),
     };
     match result {
         Ok(Outcome::Ok) => 0,

@@ -96,7 +96,8 @@ pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
         exp.data.max_train_images = v;
     }
     exp.validate("after command-line overrides")?;
-    let opts = TrainOptions { out: out.clone(), device, resume: existing.is_some(), progress: !a.quiet, checkpoint_every: a.checkpoint_every };
+    let opts =
+        TrainOptions { out: out.clone(), device, resume: existing.is_some(), progress: !a.quiet, checkpoint_every: a.checkpoint_every };
     let mut trainer = Trainer::new(exp, &opts).with_context(|| format!("setting up run {}", out.display()))?;
     eprintln!(
         "training {} on {} ({} train / {} val / {} calib images, {} steps per epoch, device {device}) into {}",

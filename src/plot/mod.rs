@@ -674,3 +674,74 @@ mod tests {
         }
     }
 }
+
+/// Training curves of a run folder's `metrics.csv` (supernet or fine-tuning run): training
+/// loss and validation top-1 per epoch, side by side, as `curves.png` / `curves.svg` in `dir`.
+pub fn training_curves(metrics: &Path, dir: &Path) -> Result<Vec<PathBuf>> {
+    let text = std::fs::read_to_string(metrics).with_context(|| format!("reading {}", metrics.display()))?;
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or("").split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name);
+    let epoch = col("epoch").with_context(|| format!("{}: no `epoch` column", metrics.display()))?;
+    let loss_cols: Vec<usize> = header.iter().enumerate().filter(|(_, h)| h.starts_with("train_loss")).map(|(i, _)| i).collect();
+    let val_cols: Vec<usize> = header.iter().enumerate().filter(|(_, h)| h.starts_with("val_top1")).map(|(i, _)| i).collect();
+    let rows: Vec<Vec<f64>> = lines.map(|l| l.split(',').map(|v| v.parse().unwrap_or(f64::NAN)).collect()).collect();
+    if rows.is_empty() {
+        anyhow::bail!("{}: no epochs recorded yet", metrics.display());
+    }
+    let series = |c: usize, scale: f64| -> Vec<(f64, f64)> {
+        rows.iter().filter(|r| r.len() == header.len() && r[c].is_finite()).map(|r| (r[epoch], scale * r[c])).collect()
+    };
+    let losses: Vec<(String, Vec<(f64, f64)>)> =
+        loss_cols.iter().map(|&c| (header[c].replace("train_loss", "training loss"), series(c, 1.0))).collect();
+    let vals: Vec<(String, Vec<(f64, f64)>)> =
+        val_cols.iter().map(|&c| (header[c].replace("val_top1", "validation top-1"), series(c, 100.0))).collect();
+    let last = rows.iter().filter_map(|r| r.get(epoch)).fold(1.0f64, |m, &e| m.max(e));
+    let xr = 0.5..last + 0.5;
+    let range = |s: &[(String, Vec<(f64, f64)>)]| {
+        let (lo, hi) = s.iter().flat_map(|(_, p)| p.iter().map(|q| q.1)).fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
+        if lo > hi { 0.0..1.0 } else { padded(lo, hi, false) }
+    };
+    let (loss_r, val_r) = (range(&losses), range(&vals));
+    let draw = |canvas: Canvas| -> Result<()> {
+        on_canvas!(canvas, |root| {
+            root.fill(&WHITE)?;
+            let (left, right) = root.split_horizontally(700);
+            for (area, data, yr, ydesc, title, legend) in [
+                (&left, &losses, &loss_r, "loss (cross-entropy, nats)", "Training loss per epoch", SeriesLabelPosition::UpperRight),
+                (&right, &vals, &val_r, "top-1 (%)", "Validation top-1 per epoch (BN recalibrated)", SeriesLabelPosition::LowerRight),
+            ] {
+                let mut chart = ChartBuilder::on(area)
+                    .caption(title, (FAMILY, 22))
+                    .margin(20)
+                    .x_label_area_size(50)
+                    .y_label_area_size(70)
+                    .build_cartesian_2d(xr.clone(), yr.clone())?;
+                chart
+                    .configure_mesh()
+                    .x_desc("epoch")
+                    // Whole epochs only: fractional ticks would repeat the rounded number.
+                    .x_label_formatter(&|v| if (v - v.round()).abs() < 1e-6 { format!("{v:.0}") } else { String::new() })
+                    .y_desc(ydesc)
+                    .axis_desc_style((FAMILY, 17))
+                    .label_style((FAMILY, 14))
+                    .light_line_style(WHITE)
+                    .bold_line_style(RGBColor(215, 215, 215))
+                    .y_label_formatter(&|v| format!("{v:.2}"))
+                    .draw()?;
+                for (i, (name, pts)) in data.iter().enumerate() {
+                    let c = PALETTE[i % PALETTE.len()];
+                    chart
+                        .draw_series(LineSeries::new(pts.iter().copied(), c.stroke_width(3)))?
+                        .label(name.replace('_', " "))
+                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(3)));
+                    chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, c.filled())))?;
+                }
+                draw_legend(&mut chart, 14, legend)?;
+            }
+            Ok(())
+        });
+        Ok(())
+    };
+    render(&dir.join("curves"), (1400, 600), &draw)
+}

@@ -60,9 +60,11 @@ pub fn bn_train_fused(x: &Tensor<4>, gamma: &Tensor<1>, beta: &Tensor<1>, eps: f
     }
     let [n, c, h, w] = x.dims();
     let g = Geom { n, c, hw: h * w, h, w, eps, relu6 };
-    if let (Ok(xp), Ok(gp), Ok(bp)) =
-        (x.clone().try_into_primitive::<AdFlex>(), gamma.clone().try_into_primitive::<AdFlex>(), beta.clone().try_into_primitive::<AdFlex>())
-    {
+    if let (Ok(xp), Ok(gp), Ok(bp)) = (
+        x.clone().try_into_primitive::<AdFlex>(),
+        gamma.clone().try_into_primitive::<AdFlex>(),
+        beta.clone().try_into_primitive::<AdFlex>(),
+    ) {
         let (out, stats) = autodiff_forward(xp, gp, bp, g);
         return Some(BnTrainOutput { output: Tensor::from_primitive::<AdFlex>(out), mean: vec1(&stats.mean), variance: vec1(&stats.var) });
     }
@@ -321,8 +323,13 @@ fn autodiff_forward(x: AdTensor, gamma: AdTensor, beta: AdTensor, g: Geom) -> (A
     let out = normalize(x.primitive(), gamma.primitive(), beta.primitive(), &stats, &g);
     match BnBackward.prepare::<NoCheckpointing>([x.node(), gamma.node(), beta.node()]).compute_bound().stateful() {
         OpsKind::Tracked(prep) => {
-            let saved =
-                Saved { x: x.primitive().clone(), gamma: values(gamma.primitive()), beta: values(beta.primitive()), stats: stats.clone(), g };
+            let saved = Saved {
+                x: x.primitive().clone(),
+                gamma: values(gamma.primitive()),
+                beta: values(beta.primitive()),
+                stats: stats.clone(),
+                g,
+            };
             (prep.finish(saved, out), stats)
         }
         OpsKind::UnTracked(prep) => (prep.finish(out), stats),

@@ -199,7 +199,8 @@ impl ElasticConv {
         let cin = x.dims()[1];
         let k = self.weight.dims()[2];
         let w = self.weight.val().slice([0..out, 0..cin, 0..k, 0..k]);
-        let y = if k == 1 && stride == 1 && p.is_zero() { super::pointwise::pointwise_conv2d(x, w) } else { conv_padded(x, w, stride, p, 1) };
+        let y =
+            if k == 1 && stride == 1 && p.is_zero() { super::pointwise::pointwise_conv2d(x, w) } else { conv_padded(x, w, stride, p, 1) };
         self.bn.forward(y, mode, relu6)
     }
 }

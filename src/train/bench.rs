@@ -183,7 +183,9 @@ fn net_json(net: &Network) -> Value {
             let (k, s, pad, cout) = match l.kind {
                 LayerKind::Conv2d { kernel, stride, padding, out_channels } => (kernel, stride, padding, out_channels),
                 LayerKind::DepthwiseConv2d { kernel, stride, padding } => (kernel, stride, padding, net.shape(l.output).c),
-                LayerKind::FullyConnected { out_features } => (1, 1, crate::ir::Padding { top: 0, left: 0, bottom: 0, right: 0 }, out_features),
+                LayerKind::FullyConnected { out_features } => {
+                    (1, 1, crate::ir::Padding { top: 0, left: 0, bottom: 0, right: 0 }, out_features)
+                }
                 _ => (1, 1, crate::ir::Padding { top: 0, left: 0, bottom: 0, right: 0 }, net.shape(l.output).c),
             };
             json!({
@@ -235,8 +237,7 @@ pub fn torch_spec(cfg: &BenchConfig, trainer: &Trainer) -> Value {
     let seed = trainer.experiment.train.seed;
     let sandwich: Vec<Value> = (0..=cfg.steps)
         .map(|i| {
-            let nets: Vec<Value> =
-                step_subnets(space, seed, 0, i, cfg.random_subnets).iter().map(|a| net_json(&lower(a, space))).collect();
+            let nets: Vec<Value> = step_subnets(space, seed, 0, i, cfg.random_subnets).iter().map(|a| net_json(&lower(a, space))).collect();
             Value::Array(nets)
         })
         .collect();
@@ -288,9 +289,8 @@ pub fn twin_script() -> Result<PathBuf, TrainError> {
 /// The interpreter for the twin: `python` if given (it must import torch), else the private
 /// virtual environment `~/.cache/tinynas-torch`, created by `bench/setup-torch.sh` on first use.
 pub fn torch_python(python: Option<&Path>) -> Result<PathBuf, TrainError> {
-    let has_torch = |p: &Path| {
-        std::process::Command::new(p).args(["-c", "import torch"]).output().map(|o| o.status.success()).unwrap_or(false)
-    };
+    let has_torch =
+        |p: &Path| std::process::Command::new(p).args(["-c", "import torch"]).output().map(|o| o.status.success()).unwrap_or(false);
     if let Some(p) = python {
         return if has_torch(p) {
             Ok(p.to_path_buf())
@@ -308,10 +308,18 @@ pub fn torch_python(python: Option<&Path>) -> Result<PathBuf, TrainError> {
         TrainError::Io { path: "bench/setup-torch.sh".into(), message: "not found beside the binary or in the current directory".into() }
     })?;
     eprintln!("installing PyTorch into {} (first use of --against-torch; several GB) ...", venv.display());
-    let status = std::process::Command::new("bash").arg(&setup).arg(&venv).status().map_err(|e| TrainError::Io { path: setup.clone(), message: e.to_string() })?;
+    let status = std::process::Command::new("bash")
+        .arg(&setup)
+        .arg(&venv)
+        .status()
+        .map_err(|e| TrainError::Io { path: setup.clone(), message: e.to_string() })?;
     if status.success() && has_torch(&py) {
         Ok(py)
     } else {
-        Err(TrainError::Config(format!("{} could not install PyTorch into {}; pass --python with an interpreter that has it", setup.display(), venv.display())))
+        Err(TrainError::Config(format!(
+            "{} could not install PyTorch into {}; pass --python with an interpreter that has it",
+            setup.display(),
+            venv.display()
+        )))
     }
 }

@@ -47,6 +47,22 @@ pub struct CheckpointMeta {
     /// sums of that epoch, so a resumed run reports the same epoch metrics.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<EpochProgress>,
+    /// Set for a fine-tuning run (`nas finetune`): the one subnet these weights are trained
+    /// for. `nas eval` and `nas export` take the arch from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finetune: Option<FinetuneSpec>,
+}
+
+/// What a fine-tuning run trains.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FinetuneSpec {
+    /// The subnet.
+    pub arch: crate::arch::Arch,
+    /// The supernet checkpoint its weights were inherited from (and the teacher's).
+    pub supernet: PathBuf,
+    /// Weight of the distillation loss from the supernet's largest subnet, in [0, 1]
+    /// (0: labels only, no teacher).
+    pub kd_weight: f64,
 }
 
 /// Running sums of a partly trained epoch.

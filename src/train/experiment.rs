@@ -59,6 +59,19 @@ pub enum OptimizerKind {
     Adamw,
 }
 
+/// Learning-rate schedule after the warm-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScheduleKind {
+    /// Linear warm-up over `warmup_epochs`, then a half cosine down to `min_lr`.
+    #[default]
+    Cosine,
+    /// One cycle (Smith): a half cosine up from `lr / 25` to `lr` over the first 30% of the
+    /// steps, then a half cosine down to `min_lr` (`warmup_epochs` is ignored; momentum is not
+    /// cycled).
+    OneCycle,
+}
+
 /// Sandwich-rule training settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -85,6 +98,9 @@ pub struct TrainConfig {
     pub random_subnets: usize,
     /// Run seed: initial weights, data order, augmentation, sampled subnets.
     pub seed: u64,
+    /// Learning-rate schedule.
+    #[serde(default)]
+    pub schedule: ScheduleKind,
 }
 
 impl Default for TrainConfig {
@@ -101,6 +117,7 @@ impl Default for TrainConfig {
             label_smoothing: 0.1,
             random_subnets: 2,
             seed: 0,
+            schedule: ScheduleKind::Cosine,
         }
     }
 }

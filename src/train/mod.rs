@@ -9,6 +9,7 @@
 pub mod bench;
 pub mod checkpoint;
 pub mod experiment;
+pub mod finetune;
 pub mod schedule;
 
 use std::io::Write;
@@ -32,8 +33,8 @@ use crate::data::{
 use crate::ir::{Network, lower};
 use crate::space::SearchSpace;
 use crate::supernet::{BnMode, DeviceChoice, Supernet, SupernetError, accuracy, batch_tensor, recalibrate};
-pub use checkpoint::{CheckpointMeta, EpochProgress};
-pub use experiment::{DataConfig, Experiment, OptimizerKind, TrainConfig};
+pub use checkpoint::{CheckpointMeta, EpochProgress, FinetuneSpec};
+pub use experiment::{DataConfig, Experiment, OptimizerKind, ScheduleKind, TrainConfig};
 
 /// Stream tag of the per-step subnet sampling.
 const SUBNET_STREAM: u64 = 0x5355_424e_4554; // "SUBNET"
@@ -108,7 +109,7 @@ pub struct StepStats {
 }
 
 /// Summary of one epoch.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct EpochStats {
     /// 0-based epoch index.
     pub epoch: usize,
@@ -116,10 +117,9 @@ pub struct EpochStats {
     pub loss_largest: f64,
     /// Mean distillation loss.
     pub loss_distill: f64,
-    /// Validation top-1 of the smallest subnet (after BN recalibration), in [0, 1].
-    pub val_smallest: f64,
-    /// Validation top-1 of the largest subnet (after BN recalibration), in [0, 1].
-    pub val_largest: f64,
+    /// Validation top-1 (after BN recalibration), in [0, 1], of the smallest and the largest
+    /// subnet; for a fine-tuning run, of its subnet (both entries).
+    pub val: [f64; 2],
     /// Training images per second.
     pub images_per_s: f64,
     /// Learning rate at the end of the epoch.
@@ -225,6 +225,16 @@ pub struct Trainer {
     partial: EpochProgress,
     largest: Network,
     smallest: Network,
+    finetune: Option<Finetune>,
+}
+
+/// A fine-tuning run's subnet and its optional teacher.
+struct Finetune {
+    spec: FinetuneSpec,
+    net: Network,
+    /// The supernet's largest subnet with recalibrated BN (inference device), when
+    /// `kd_weight > 0`.
+    teacher: Option<(Supernet, Network)>,
 }
 
 impl Trainer {
@@ -241,6 +251,29 @@ impl Trainer {
 
     /// Like [`Trainer::new`] with an already loaded training split.
     pub fn with_data(experiment: Experiment, data: Dataset, data_path: PathBuf, opts: &TrainOptions) -> Result<Self, TrainError> {
+        Self::build(experiment, data, data_path, opts, None)
+    }
+
+    /// A fine-tuning run of `spec.arch` (or, with `opts.resume` and a checkpoint in
+    /// `opts.out`, its continuation): the weights start as the supernet checkpoint's (at
+    /// `spec.supernet`), the experiment is the supernet's with `train` replaced.
+    pub fn finetune(
+        experiment: Experiment,
+        data: Dataset,
+        data_path: PathBuf,
+        opts: &TrainOptions,
+        spec: FinetuneSpec,
+    ) -> Result<Self, TrainError> {
+        Self::build(experiment, data, data_path, opts, Some(spec))
+    }
+
+    fn build(
+        experiment: Experiment,
+        data: Dataset,
+        data_path: PathBuf,
+        opts: &TrainOptions,
+        finetune: Option<FinetuneSpec>,
+    ) -> Result<Self, TrainError> {
         let inference = opts.device.device()?;
         let device = inference.clone().autodiff();
         let resume_from = if opts.resume { checkpoint::find(&opts.out)? } else { None };
@@ -254,7 +287,8 @@ impl Trainer {
         };
         check_data(&data, &space)?;
         let mut data = data;
-        if experiment.data.max_train_images > 0 && experiment.data.max_train_images < data.len() {
+        let cap = experiment.data.max_train_images;
+        if finetune.is_none() && cap > 0 && cap < data.len() {
             // Capping before the split keeps it stratified over the images actually used.
             let split = split_train_val_calib(&data, 0.0, 0, experiment.train.seed)
                 .map_err(|source| TrainError::Data { path: data_path.clone(), source })?;
@@ -263,8 +297,16 @@ impl Trainer {
             keep.sort_unstable();
             data = data.subset(&keep).map_err(|source| TrainError::Data { path: data_path.clone(), source })?;
         }
-        let splits = split_train_val_calib(&data, experiment.data.val_fraction, experiment.data.calib_images, experiment.train.seed)
+        let mut splits = split_train_val_calib(&data, experiment.data.val_fraction, experiment.data.calib_images, experiment.train.seed)
             .map_err(|source| TrainError::Data { path: data_path.clone(), source })?;
+        if finetune.is_some() && cap > 0 && cap < splits.train.len() {
+            // A fine-tuning run keeps the supernet's split (its validation images stay unseen)
+            // and trains on a seeded subset of the supernet's training images.
+            let mut keep = crate::data::epoch_order(&splits.train, true, experiment.train.seed, u64::MAX);
+            keep.truncate(cap);
+            keep.sort_unstable();
+            splits.train = keep;
+        }
         if splits.train.len() < experiment.train.batch_size {
             return Err(TrainError::Config(format!(
                 "{} training images after the validation split, fewer than batch_size = {}",
@@ -272,9 +314,14 @@ impl Trainer {
                 experiment.train.batch_size
             )));
         }
-        let normalization = match &meta {
-            Some(m) => m.normalization.clone(),
-            None => Normalization::from_dataset(&data, Some(&splits.train))
+        // A fresh fine-tuning run normalises exactly as its supernet did.
+        let supernet_meta = match (&meta, &finetune) {
+            (None, Some(f)) => Some(checkpoint::load_meta(&checkpoint::require(&f.supernet)?)?),
+            _ => None,
+        };
+        let normalization = match (&meta, &supernet_meta) {
+            (Some(m), _) | (None, Some(m)) => m.normalization.clone(),
+            (None, None) => Normalization::from_dataset(&data, Some(&splits.train))
                 .map_err(|source| TrainError::Data { path: data_path.clone(), source })?,
         };
         let mut augment = AugmentConfig::for_dataset(&data);
@@ -285,8 +332,24 @@ impl Trainer {
             augment.hflip = f;
         }
         let partial = meta.as_ref().and_then(|m| m.progress).unwrap_or_default();
-        let (model, epoch, step) = match (&resume_from, &meta) {
-            (Some(dir), Some(m)) => (checkpoint::load_model(dir, m, &device)?, m.epoch, m.step),
+        // A resumed fine-tuning run keeps the spec it was started with.
+        let finetune = match (&meta, finetune) {
+            (Some(m), _) if m.finetune.is_some() => m.finetune.clone(),
+            (Some(_), Some(_)) => {
+                return Err(TrainError::Checkpoint {
+                    path: opts.out.clone(),
+                    message: "holds a supernet training run, not a fine-tuning run".into(),
+                });
+            }
+            (_, f) => f,
+        };
+        let (model, epoch, step) = match (&resume_from, &meta, &finetune) {
+            (Some(dir), Some(m), _) => (checkpoint::load_model(dir, m, &device)?, m.epoch, m.step),
+            (_, _, Some(f)) => {
+                let dir = checkpoint::require(&f.supernet)?;
+                let sm = checkpoint::load_meta(&dir)?;
+                (checkpoint::load_model(&dir, &sm, &device)?, 0, 0)
+            }
             _ => (Supernet::new(&space, experiment.train.seed, &device), 0, 0),
         };
         let mut optim = build_optimizer(&experiment.train, &model);
@@ -296,7 +359,15 @@ impl Trainer {
         let largest = lower(&Arch::largest(&space), &space);
         let smallest = lower(&Arch::smallest(&space), &space);
         model.check(&largest)?;
-        Ok(Trainer {
+        let finetune = match finetune {
+            Some(spec) => {
+                spec.arch.validate(&space, "the fine-tuned arch").map_err(|e| TrainError::Config(e.to_string()))?;
+                let net = lower(&spec.arch, &space);
+                Some(Finetune { spec, net, teacher: None })
+            }
+            None => None,
+        };
+        let mut trainer = Trainer {
             experiment,
             space,
             model,
@@ -315,7 +386,34 @@ impl Trainer {
             partial,
             largest,
             smallest,
-        })
+            finetune,
+        };
+        trainer.load_teacher(&inference)?;
+        Ok(trainer)
+    }
+
+    /// Load the fine-tuning teacher (the supernet's largest subnet, BN recalibrated on the
+    /// calibration images) when distillation is on.
+    fn load_teacher(&mut self, device: &Device) -> Result<(), TrainError> {
+        let Some(f) = &self.finetune else { return Ok(()) };
+        if f.spec.kd_weight <= 0.0 {
+            return Ok(());
+        }
+        let dir = checkpoint::require(&f.spec.supernet)?;
+        let meta = checkpoint::load_meta(&dir)?;
+        let teacher = checkpoint::load_model(&dir, &meta, device)?;
+        let (calib, _) = self.eval_batches_with(device, false);
+        recalibrate(&teacher, &self.largest, calib);
+        let net = self.largest.clone();
+        if let Some(f) = &mut self.finetune {
+            f.teacher = Some((teacher, net));
+        }
+        Ok(())
+    }
+
+    /// The fine-tuning spec, for a fine-tuning run.
+    pub fn finetune_spec(&self) -> Option<&FinetuneSpec> {
+        self.finetune.as_ref().map(|f| &f.spec)
     }
 
     /// Steps per epoch.
@@ -328,8 +426,13 @@ impl Trainer {
     pub fn lr_at(&self, step: usize) -> f64 {
         let t = &self.experiment.train;
         let spe = self.steps_per_epoch();
-        let warmup = (t.warmup_epochs * spe as f64).round() as usize;
-        schedule::lr_at(step, t.epochs * spe, warmup, t.lr, t.min_lr)
+        match t.schedule {
+            ScheduleKind::Cosine => {
+                let warmup = (t.warmup_epochs * spe as f64).round() as usize;
+                schedule::lr_at(step, t.epochs * spe, warmup, t.lr, t.min_lr)
+            }
+            ScheduleKind::OneCycle => schedule::one_cycle_at(step, t.epochs * spe, t.lr, t.min_lr),
+        }
     }
 
     /// Loader over the training batches of `epoch`, starting at batch `start`.
@@ -368,6 +471,38 @@ impl Trainer {
         Ok(StepStats { loss_largest, loss_distill: distill / archs.len() as f32 })
     }
 
+    /// One optimiser step of this run: a sandwich step, or a fine-tuning step of its subnet.
+    pub fn step(&mut self, batch: &Batch, epoch: usize, step_in_epoch: usize, lr: f64) -> Result<StepStats, TrainError> {
+        if self.finetune.is_some() { Ok(self.finetune_step(batch, lr)) } else { self.train_step(batch, epoch, step_in_epoch, lr) }
+    }
+
+    /// One fine-tuning step: `(1 - a) * CE(labels, smoothed) + a * CE(teacher's softmax)`.
+    fn finetune_step(&mut self, batch: &Batch, lr: f64) -> StepStats {
+        let f = self.finetune.as_ref().expect("fine-tuning run");
+        let a = f.spec.kd_weight;
+        let x = batch_tensor(batch, &self.device);
+        let targets = smoothed_targets(&batch.labels, self.space.num_classes, self.experiment.train.label_smoothing, &self.device);
+        let logits = self.model.forward(x.clone(), &f.net, &BnMode::Train);
+        let ce = soft_cross_entropy(logits.clone(), targets);
+        let ce_value: f32 = ce.clone().into_scalar();
+        let (loss, kd_value) = match &f.teacher {
+            Some((teacher, tnet)) if a > 0.0 => {
+                let inference = self.device.clone().inner();
+                let tx = batch_tensor(batch, &inference);
+                let probs = activation::softmax(teacher.forward(tx, tnet, &BnMode::Eval), 1);
+                let probs = Tensor::from_data(probs.into_data(), &self.device);
+                let kd = soft_cross_entropy(logits, probs);
+                let kd_value: f32 = kd.clone().into_scalar();
+                (ce.mul_scalar(1.0 - a) + kd.mul_scalar(a), kd_value)
+            }
+            _ => (ce, 0.0),
+        };
+        let grads = GradientsParams::from_grads(loss.backward(), &self.model);
+        self.model = self.optim.step(lr, self.model.clone(), grads);
+        self.step += 1;
+        StepStats { loss_largest: ce_value, loss_distill: kd_value }
+    }
+
     /// One step of the largest subnet alone on the labels (for benchmarks and baselines).
     pub fn train_step_largest(&mut self, batch: &Batch, lr: f64) -> f32 {
         let net = self.largest.clone();
@@ -393,13 +528,18 @@ impl Trainer {
 
     /// Calibration and validation batches (un-augmented, `EVAL_BATCH` images each).
     pub fn eval_batches(&self, device: &Device) -> (Vec<Tensor<4>>, Vec<(Tensor<4>, Vec<u32>)>) {
+        self.eval_batches_with(device, true)
+    }
+
+    /// Calibration batches, and the validation batches when `with_val`.
+    fn eval_batches_with(&self, device: &Device, with_val: bool) -> (Vec<Tensor<4>>, Vec<(Tensor<4>, Vec<u32>)>) {
         let calib = self
             .splits
             .calib
             .chunks(EVAL_BATCH)
             .map(|idx| batch_tensor(&batch_from_indices(&self.data, idx, &self.normalization), device))
             .collect();
-        let mut val_idx = self.splits.val.clone();
+        let mut val_idx = if with_val { self.splits.val.clone() } else { Vec::new() };
         if self.experiment.data.max_val_images > 0 {
             val_idx.truncate(self.experiment.data.max_val_images);
         }
@@ -413,12 +553,18 @@ impl Trainer {
         (calib, val)
     }
 
-    /// Validation top-1 of the smallest and the largest subnet, each after BN recalibration on
-    /// the calibration images. The training model's statistics are not touched.
+    /// Validation top-1 of the smallest and the largest subnet (of the fine-tuned subnet, twice,
+    /// for a fine-tuning run), each after BN recalibration on the calibration images. The
+    /// training model's statistics are not touched.
     pub fn validate(&self) -> (f64, f64) {
         let model = self.model.valid();
         let device = self.device.clone().inner();
         let (calib, val) = self.eval_batches(&device);
+        if let Some(f) = &self.finetune {
+            recalibrate(&model, &f.net, calib.iter().cloned());
+            let top1 = accuracy(&model, &f.net, val.iter().map(|(x, l)| (x.clone(), l.as_slice())));
+            return (top1, top1);
+        }
         let mut out = [0.0; 2];
         for (slot, net) in out.iter_mut().zip([&self.smallest, &self.largest]) {
             recalibrate(&model, net, calib.iter().cloned());
@@ -445,7 +591,7 @@ impl Trainer {
         let mut lr = self.lr_at(self.step);
         for (i, batch) in (first..).zip(self.loader(epoch, first)?) {
             lr = self.lr_at(epoch * spe + i);
-            let s = self.train_step(&batch, epoch, i, lr)?;
+            let s = self.step(&batch, epoch, i, lr)?;
             if !(s.loss_largest.is_finite() && s.loss_distill.is_finite()) {
                 return Err(TrainError::Config(format!(
                     "loss diverged (largest {}, distill {}) at epoch {epoch} step {i}: lower train.lr (now {})",
@@ -481,8 +627,7 @@ impl Trainer {
             epoch,
             loss_largest: p.sum_loss / p.steps.max(1) as f64,
             loss_distill: p.sum_distill / p.steps.max(1) as f64,
-            val_smallest,
-            val_largest,
+            val: [val_smallest, val_largest],
             images_per_s: p.images as f64 / p.seconds.max(1e-9),
             lr,
         };
@@ -496,14 +641,17 @@ impl Trainer {
         let mut all = Vec::new();
         while self.epoch < self.experiment.train.epochs {
             let s = self.run_epoch()?;
+            let val = if self.finetune.is_some() {
+                format!("val top-1 {:.2}%", 100.0 * s.val[0])
+            } else {
+                format!("val top-1 smallest {:.2}% largest {:.2}%", 100.0 * s.val[0], 100.0 * s.val[1])
+            };
             eprintln!(
-                "epoch {}/{}: loss {:.4} kd {:.4} | val top-1 smallest {:.2}% largest {:.2}% | {:.0} img/s",
+                "epoch {}/{}: loss {:.4} kd {:.4} | {val} | {:.0} img/s",
                 s.epoch + 1,
                 self.experiment.train.epochs,
                 s.loss_largest,
                 s.loss_distill,
-                100.0 * s.val_smallest,
-                100.0 * s.val_largest,
                 s.images_per_s
             );
             all.push(s);
@@ -517,23 +665,18 @@ impl Trainer {
         std::fs::create_dir_all(&self.out).map_err(|e| TrainError::Io { path: self.out.clone(), message: e.to_string() })?;
         let new = !path.exists();
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(io)?;
+        let finetune = self.finetune.is_some();
         if new {
-            writeln!(f, "epoch,lr,train_loss_largest,train_loss_distill,val_top1_smallest,val_top1_largest,images_per_s,seconds")
-                .map_err(io)?;
+            let header = if finetune {
+                "epoch,lr,train_loss,train_loss_distill,val_top1,images_per_s,seconds"
+            } else {
+                "epoch,lr,train_loss_largest,train_loss_distill,val_top1_smallest,val_top1_largest,images_per_s,seconds"
+            };
+            writeln!(f, "{header}").map_err(io)?;
         }
-        writeln!(
-            f,
-            "{},{:.6},{:.5},{:.5},{:.5},{:.5},{:.1},{:.1}",
-            s.epoch + 1,
-            s.lr,
-            s.loss_largest,
-            s.loss_distill,
-            s.val_smallest,
-            s.val_largest,
-            s.images_per_s,
-            seconds
-        )
-        .map_err(io)?;
+        let val = if finetune { format!("{:.5}", s.val[0]) } else { format!("{:.5},{:.5}", s.val[0], s.val[1]) };
+        writeln!(f, "{},{:.6},{:.5},{:.5},{val},{:.1},{:.1}", s.epoch + 1, s.lr, s.loss_largest, s.loss_distill, s.images_per_s, seconds)
+            .map_err(io)?;
         Ok(())
     }
 
@@ -550,6 +693,7 @@ impl Trainer {
             data_path: self.data_path.clone(),
             // Inside an epoch exactly when steps of the current epoch have been taken.
             progress: (self.partial.steps > 0).then_some(self.partial),
+            finetune: self.finetune.as_ref().map(|f| f.spec.clone()),
         };
         checkpoint::save(&self.out, &self.model, &self.optim, &meta)
     }

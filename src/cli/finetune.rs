@@ -1,0 +1,120 @@
+//! `nas finetune`: train one chosen subnet standalone from its inherited supernet weights.
+
+use std::path::PathBuf;
+
+use super::Outcome;
+use crate::supernet::DeviceChoice;
+use crate::train::finetune::{FinetuneRequest, finetuner};
+use crate::train::{ScheduleKind, TrainOptions};
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct Args {
+    /// Arch JSON, or `RUN/pareto.json#N` for member N of a search's Pareto set.
+    #[arg(long)]
+    arch: String,
+    /// Supernet (run or checkpoint folder) the subnet inherits its weights from
+    /// [default: the shipped supernet of the arch's space].
+    #[arg(long)]
+    supernet: Option<PathBuf>,
+    /// Run folder for checkpoints, metrics.csv and the curves [default:
+    /// runs/finetune-<arch file name>].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue the run in --out exactly where its latest checkpoint left off.
+    #[arg(long)]
+    resume: bool,
+    /// Dataset [default: the one the supernet was trained on].
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Epochs (with --resume: extend the run; the schedule follows).
+    #[arg(long, default_value_t = 10)]
+    epochs: usize,
+    /// Images per step.
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    /// Peak learning rate (SGD, Nesterov momentum 0.9).
+    #[arg(long, default_value_t = 0.02)]
+    lr: f64,
+    /// Learning-rate schedule: cosine (warm-up, then cosine to 0) or one-cycle.
+    #[arg(long, value_parser = ["cosine", "one-cycle"], default_value = "cosine")]
+    schedule: String,
+    /// Warm-up epochs of the cosine schedule.
+    #[arg(long, default_value_t = 0.0)]
+    warmup_epochs: f64,
+    /// Label smoothing of the label loss.
+    #[arg(long, default_value_t = 0.1)]
+    label_smoothing: f64,
+    /// Weight decay of conv and linear weights.
+    #[arg(long, default_value_t = 3e-5)]
+    weight_decay: f64,
+    /// Weight in [0, 1] of the distillation loss from the supernet's largest subnet (0: labels
+    /// only, no teacher).
+    #[arg(long, default_value_t = 0.0)]
+    kd_weight: f64,
+    /// Train on a seeded subset of at most this many training images (0: all); the validation
+    /// split stays the supernet's.
+    #[arg(long, default_value_t = 0)]
+    max_train_images: usize,
+    /// Checkpoint every N optimiser steps inside an epoch (0: only at epoch ends).
+    #[arg(long, default_value_t = 200)]
+    checkpoint_every: usize,
+    /// Compute backend: cpu, wgpu, vulkan or cuda.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
+    let device: DeviceChoice = a.device.parse()?;
+    let arch = super::export::read_arch(&a.arch)?;
+    let supernet = a.supernet.clone().unwrap_or_else(|| super::search::default_assets(&arch.space).0);
+    let mut req = FinetuneRequest::new(arch, supernet);
+    req.data = a.data.clone();
+    req.epochs = a.epochs;
+    req.batch_size = a.batch_size;
+    req.lr = a.lr;
+    req.schedule = if a.schedule == "one-cycle" { ScheduleKind::OneCycle } else { ScheduleKind::Cosine };
+    req.warmup_epochs = a.warmup_epochs;
+    req.label_smoothing = a.label_smoothing;
+    req.weight_decay = a.weight_decay;
+    req.kd_weight = a.kd_weight;
+    req.max_train_images = a.max_train_images;
+    let out = a.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(format!("finetune-{}", run_name(&a.arch))));
+    let opts = TrainOptions { out: out.clone(), device, resume: a.resume, progress: !a.quiet, checkpoint_every: a.checkpoint_every };
+    let mut trainer = finetuner(&req, &opts)?;
+    let spec = trainer.finetune_spec().expect("fine-tuning run").clone();
+    eprintln!(
+        "fine-tuning {} ({} train / {} val images, {} steps per epoch, kd weight {}, device {device}) from {} into {}",
+        a.arch,
+        trainer.splits.train.len(),
+        trainer.splits.val.len(),
+        trainer.steps_per_epoch(),
+        spec.kd_weight,
+        spec.supernet.display(),
+        out.display()
+    );
+    if trainer.epoch >= trainer.experiment.train.epochs {
+        eprintln!("nothing to do: {} of {} epochs already done", trainer.epoch, trainer.experiment.train.epochs);
+    } else {
+        trainer.run()?;
+    }
+    let plots = crate::plot::training_curves(&out.join("metrics.csv"), &out)?;
+    println!("{}", out.join("metrics.csv").display());
+    for p in plots {
+        println!("{}", p.display());
+    }
+    Ok(Outcome::Ok)
+}
+
+/// `runs/finetune-<name>`: the arch file's stem, with `#N` kept for a Pareto member.
+fn run_name(spec: &str) -> String {
+    let (path, member) = match spec.rsplit_once('#') {
+        Some((p, n)) => (p, format!("-{n}")),
+        None => (spec, String::new()),
+    };
+    let p = std::path::Path::new(path);
+    let stem = if p.file_name().is_some_and(|f| f == "pareto.json") { p.parent().and_then(|d| d.file_name()) } else { p.file_stem() };
+    format!("{}{member}", stem.map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "arch".into()))
+}
