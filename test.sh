@@ -19,3 +19,6 @@ python3 -c "import ai_edge_litert, numpy" 2>/dev/null ||
 cargo build --release --all-targets
 cargo test --release --all-targets
 cargo test --release --doc
+# The GPU backends must keep compiling (no GPU is needed to check them). The cuda feature is not
+# checked: burn's CUDA stack downloads its LLVM toolchain at build time (see README).
+cargo check --release --features vulkan,wgpu --lib --bins

@@ -21,3 +21,6 @@ run one-cycle-lr0.05 --schedule one-cycle --lr 0.05
 run batch128-lr0.04 --batch-size 128 --lr 0.04
 run ls0.2 --lr 0.02 --label-smoothing 0.2
 run kd0.5 --lr 0.02 --kd-weight 0.5
+run cosine-lr0.1 --lr 0.1
+run one-cycle-lr0.1 --schedule one-cycle --lr 0.1
+run ema0.999-lr0.05 --lr 0.05 --ema-decay 0.999

@@ -51,6 +51,10 @@ pub(crate) struct Args {
     /// only, no teacher).
     #[arg(long, default_value_t = 0.0)]
     kd_weight: f64,
+    /// Keep an exponential moving average of the weights with this decay per step (e.g.
+    /// 0.999), validated, evaluated and exported instead of the weights (0: none).
+    #[arg(long, default_value_t = 0.0)]
+    ema_decay: f64,
     /// Train on a seeded subset of at most this many training images (0: all); the validation
     /// split stays the supernet's.
     #[arg(long, default_value_t = 0)]
@@ -80,6 +84,7 @@ pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
     req.label_smoothing = a.label_smoothing;
     req.weight_decay = a.weight_decay;
     req.kd_weight = a.kd_weight;
+    req.ema_decay = a.ema_decay;
     req.max_train_images = a.max_train_images;
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(format!("finetune-{}", run_name(&a.arch))));
     let opts = TrainOptions { out: out.clone(), device, resume: a.resume, progress: !a.quiet, checkpoint_every: a.checkpoint_every };

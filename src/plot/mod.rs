@@ -651,30 +651,6 @@ pub fn cdf_plot(series: &[CdfSeries], title: &str, x_desc: &str, stem: &Path) ->
     render(stem, (1200, 800), &draw)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn staircase_keeps_the_2d_front() {
-        let s = staircase(vec![(1.0, 50.0), (2.0, 40.0), (3.0, 60.0), (4.0, 55.0)], true);
-        assert_eq!(s, vec![(1.0, 50.0), (3.0, 50.0), (3.0, 60.0)]);
-        let s = staircase(vec![(1.0, 5.0), (2.0, 3.0), (3.0, 4.0)], false);
-        assert_eq!(s, vec![(1.0, 5.0), (2.0, 5.0), (2.0, 3.0)]);
-    }
-
-    #[test]
-    fn layers_plot_writes_png_and_svg() {
-        let space = crate::space::resolve("cifar").unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let files = layers_plot(&crate::arch::Arch::largest(&space), &space, Some(256 << 10), &dir.path().join("layers")).unwrap();
-        assert_eq!(files.len(), 2);
-        for f in files {
-            assert!(std::fs::metadata(&f).unwrap().len() > 1000, "{}", f.display());
-        }
-    }
-}
-
 /// Training curves of a run folder's `metrics.csv` (supernet or fine-tuning run): training
 /// loss and validation top-1 per epoch, side by side, as `curves.png` / `curves.svg` in `dir`.
 pub fn training_curves(metrics: &Path, dir: &Path) -> Result<Vec<PathBuf>> {
@@ -744,4 +720,28 @@ pub fn training_curves(metrics: &Path, dir: &Path) -> Result<Vec<PathBuf>> {
         Ok(())
     };
     render(&dir.join("curves"), (1400, 600), &draw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staircase_keeps_the_2d_front() {
+        let s = staircase(vec![(1.0, 50.0), (2.0, 40.0), (3.0, 60.0), (4.0, 55.0)], true);
+        assert_eq!(s, vec![(1.0, 50.0), (3.0, 50.0), (3.0, 60.0)]);
+        let s = staircase(vec![(1.0, 5.0), (2.0, 3.0), (3.0, 4.0)], false);
+        assert_eq!(s, vec![(1.0, 5.0), (2.0, 5.0), (2.0, 3.0)]);
+    }
+
+    #[test]
+    fn layers_plot_writes_png_and_svg() {
+        let space = crate::space::resolve("cifar").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let files = layers_plot(&crate::arch::Arch::largest(&space), &space, Some(256 << 10), &dir.path().join("layers")).unwrap();
+        assert_eq!(files.len(), 2);
+        for f in files {
+            assert!(std::fs::metadata(&f).unwrap().len() > 1000, "{}", f.display());
+        }
+    }
 }

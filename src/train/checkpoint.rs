@@ -22,6 +22,8 @@ pub const CHECKPOINT_VERSION: u32 = 1;
 const META: &str = "meta.json";
 const MODEL: &str = "model.bpk";
 const OPTIM: &str = "optim.bpk";
+/// Exponential moving average of the weights (fine-tuning with `ema_decay > 0`).
+const EMA: &str = "ema.bpk";
 const LATEST: &str = "latest";
 /// Completed-epoch checkpoints kept in a run folder.
 const KEEP: usize = 2;
@@ -63,6 +65,10 @@ pub struct FinetuneSpec {
     /// Weight of the distillation loss from the supernet's largest subnet, in [0, 1]
     /// (0: labels only, no teacher).
     pub kd_weight: f64,
+    /// Decay of the exponential moving average of the weights, updated after every step
+    /// (0: none). With an average, evaluation and export use the averaged weights.
+    #[serde(default)]
+    pub ema_decay: f64,
 }
 
 /// Running sums of a partly trained epoch.
@@ -82,7 +88,13 @@ pub struct EpochProgress {
 
 /// Write the checkpoint of a completed epoch into `run_dir/checkpoints/epoch-NNNN` atomically,
 /// point `run_dir/latest` at it and prune older ones. Returns the checkpoint folder.
-pub fn save(run_dir: &Path, model: &Supernet, optim: &ModuleOptimizer, meta: &CheckpointMeta) -> Result<PathBuf, TrainError> {
+pub fn save(
+    run_dir: &Path,
+    model: &Supernet,
+    optim: &ModuleOptimizer,
+    ema: Option<&Supernet>,
+    meta: &CheckpointMeta,
+) -> Result<PathBuf, TrainError> {
     let root = run_dir.join("checkpoints");
     let name = match meta.progress {
         Some(_) => format!("step-{:08}", meta.step),
@@ -97,6 +109,9 @@ pub fn save(run_dir: &Path, model: &Supernet, optim: &ModuleOptimizer, meta: &Ch
     std::fs::create_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
     model.clone().save_file(tmp.join(MODEL)).map_err(|e| TrainError::Record { path: tmp.join(MODEL), message: e.to_string() })?;
     optim.save(tmp.join(OPTIM)).map_err(|e| TrainError::Record { path: tmp.join(OPTIM), message: e.to_string() })?;
+    if let Some(ema) = ema {
+        ema.clone().save_file(tmp.join(EMA)).map_err(|e| TrainError::Record { path: tmp.join(EMA), message: e.to_string() })?;
+    }
     let json = serde_json::to_string_pretty(meta).expect("meta serialises");
     std::fs::write(tmp.join(META), json).map_err(|e| io(&tmp.join(META), e))?;
     if dir.exists() {
@@ -171,9 +186,27 @@ pub fn load_meta(dir: &Path) -> Result<CheckpointMeta, TrainError> {
     Ok(meta)
 }
 
-/// Load the supernet weights of checkpoint folder `dir` onto `device`.
+/// Load the weights to evaluate or export from checkpoint folder `dir` onto `device`: the
+/// weight average of a fine-tuning run that keeps one, else the trained weights.
 pub fn load_model(dir: &Path, meta: &CheckpointMeta, device: &Device) -> Result<Supernet, TrainError> {
-    let path = dir.join(MODEL);
+    if meta.finetune.as_ref().is_some_and(|f| f.ema_decay > 0.0) {
+        return load_file(dir, meta, EMA, device);
+    }
+    load_file(dir, meta, MODEL, device)
+}
+
+/// Load the trained weights (not the average) of checkpoint folder `dir`, to resume training.
+pub fn load_training_model(dir: &Path, meta: &CheckpointMeta, device: &Device) -> Result<Supernet, TrainError> {
+    load_file(dir, meta, MODEL, device)
+}
+
+/// Load the weight average of a fine-tuning checkpoint, to resume it.
+pub fn load_ema(dir: &Path, meta: &CheckpointMeta, device: &Device) -> Result<Supernet, TrainError> {
+    load_file(dir, meta, EMA, device)
+}
+
+fn load_file(dir: &Path, meta: &CheckpointMeta, file: &str, device: &Device) -> Result<Supernet, TrainError> {
+    let path = dir.join(file);
     if !path.is_file() {
         return Err(TrainError::Checkpoint { path, message: "missing".into() });
     }

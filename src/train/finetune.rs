@@ -40,6 +40,8 @@ pub struct FinetuneRequest {
     pub weight_decay: f64,
     /// Distillation weight from the supernet's largest subnet (0: none).
     pub kd_weight: f64,
+    /// Decay of the weight average evaluated and exported instead of the weights (0: none).
+    pub ema_decay: f64,
     /// Train on a seeded subset of at most this many of the supernet's training images (0: all);
     /// the validation split stays the supernet's.
     pub max_train_images: usize,
@@ -60,6 +62,7 @@ impl FinetuneRequest {
             label_smoothing: 0.1,
             weight_decay: 3e-5,
             kd_weight: 0.0,
+            ema_decay: 0.0,
             max_train_images: 0,
         }
     }
@@ -67,6 +70,9 @@ impl FinetuneRequest {
     fn check(&self) -> Result<(), TrainError> {
         if !(0.0..=1.0).contains(&self.kd_weight) {
             return Err(TrainError::Config(format!("--kd-weight {}: expected a number in [0, 1]", self.kd_weight)));
+        }
+        if !(0.0..1.0).contains(&self.ema_decay) {
+            return Err(TrainError::Config(format!("--ema-decay {}: expected a number in [0, 1)", self.ema_decay)));
         }
         Ok(())
     }
@@ -147,7 +153,7 @@ pub fn finetuner(req: &FinetuneRequest, opts: &TrainOptions) -> Result<Trainer, 
     let mut exp = experiment_for(req, &meta.experiment)?;
     exp.data.path = data_path.clone();
     let data = load_data(&data_path, Split::Train)?;
-    let spec = FinetuneSpec { arch: req.arch.clone(), supernet: req.supernet.clone(), kd_weight: req.kd_weight };
+    let spec = FinetuneSpec { arch: req.arch.clone(), supernet: req.supernet.clone(), kd_weight: req.kd_weight, ema_decay: req.ema_decay };
     Trainer::finetune(exp, data, data_path, &TrainOptions { resume: false, ..opts.clone() }, spec)
 }
 

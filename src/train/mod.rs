@@ -8,6 +8,7 @@
 
 pub mod bench;
 pub mod checkpoint;
+pub mod ema;
 pub mod experiment;
 pub mod finetune;
 pub mod schedule;
@@ -235,6 +236,9 @@ struct Finetune {
     /// The supernet's largest subnet with recalibrated BN (inference device), when
     /// `kd_weight > 0`.
     teacher: Option<(Supernet, Network)>,
+    /// The exponential moving average of the weights (inference device), when
+    /// `ema_decay > 0`.
+    ema: Option<Supernet>,
 }
 
 impl Trainer {
@@ -344,11 +348,11 @@ impl Trainer {
             (_, f) => f,
         };
         let (model, epoch, step) = match (&resume_from, &meta, &finetune) {
-            (Some(dir), Some(m), _) => (checkpoint::load_model(dir, m, &device)?, m.epoch, m.step),
+            (Some(dir), Some(m), _) => (checkpoint::load_training_model(dir, m, &device)?, m.epoch, m.step),
             (_, _, Some(f)) => {
                 let dir = checkpoint::require(&f.supernet)?;
                 let sm = checkpoint::load_meta(&dir)?;
-                (checkpoint::load_model(&dir, &sm, &device)?, 0, 0)
+                (checkpoint::load_training_model(&dir, &sm, &device)?, 0, 0)
             }
             _ => (Supernet::new(&space, experiment.train.seed, &device), 0, 0),
         };
@@ -363,7 +367,12 @@ impl Trainer {
             Some(spec) => {
                 spec.arch.validate(&space, "the fine-tuned arch").map_err(|e| TrainError::Config(e.to_string()))?;
                 let net = lower(&spec.arch, &space);
-                Some(Finetune { spec, net, teacher: None })
+                let ema = match (&resume_from, &meta) {
+                    _ if spec.ema_decay <= 0.0 => None,
+                    (Some(dir), Some(m)) => Some(checkpoint::load_ema(dir, m, &inference)?),
+                    _ => Some(model.valid()),
+                };
+                Some(Finetune { spec, net, teacher: None, ema })
             }
             None => None,
         };
@@ -500,6 +509,12 @@ impl Trainer {
         let grads = GradientsParams::from_grads(loss.backward(), &self.model);
         self.model = self.optim.step(lr, self.model.clone(), grads);
         self.step += 1;
+        let decay = f.spec.ema_decay;
+        if let Some(f) = self.finetune.as_mut()
+            && let Some(ema) = f.ema.take()
+        {
+            f.ema = Some(ema::update(ema, &self.model, decay));
+        }
         StepStats { loss_largest: ce_value, loss_distill: kd_value }
     }
 
@@ -557,7 +572,10 @@ impl Trainer {
     /// for a fine-tuning run), each after BN recalibration on the calibration images. The
     /// training model's statistics are not touched.
     pub fn validate(&self) -> (f64, f64) {
-        let model = self.model.valid();
+        let model = match self.finetune.as_ref().and_then(|f| f.ema.as_ref()) {
+            Some(ema) => ema.clone(),
+            None => self.model.valid(),
+        };
         let device = self.device.clone().inner();
         let (calib, val) = self.eval_batches(&device);
         if let Some(f) = &self.finetune {
@@ -695,7 +713,7 @@ impl Trainer {
             progress: (self.partial.steps > 0).then_some(self.partial),
             finetune: self.finetune.as_ref().map(|f| f.spec.clone()),
         };
-        checkpoint::save(&self.out, &self.model, &self.optim, &meta)
+        checkpoint::save(&self.out, &self.model, &self.optim, self.finetune.as_ref().and_then(|f| f.ema.as_ref()), &meta)
     }
 }
 
