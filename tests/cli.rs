@@ -210,6 +210,40 @@ fn finetune_args<'a>(arch: &'a str, out: &'a str) -> Vec<&'a str> {
     ]
 }
 
+/// Run `args` (which end in `--out RUN`), SIGKILL it as soon as its first mid-epoch checkpoint
+/// exists, check a fresh run into the same folder is refused, and finish it with `--resume`.
+fn kill_then_resume(args: &[&str], run: &Path) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nas"))
+        .args(args)
+        .current_dir(repo())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let step_ckpt = || {
+        std::fs::read_dir(run.join("checkpoints"))
+            .map(|d| d.filter_map(|e| e.ok()).any(|e| e.file_name().to_string_lossy().starts_with("step-")))
+            .unwrap_or(false)
+    };
+    let start = std::time::Instant::now();
+    while !step_ckpt() {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before its first step checkpoint");
+        assert!(start.elapsed().as_secs() < 300, "no step checkpoint after 300 s");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!run.join("metrics.csv").exists(), "killed after its first epoch: the test kills too late");
+    let o = nas(args, &repo());
+    assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
+    assert!(text(&o).1.contains("--resume"), "{:?}", text(&o));
+    let mut resumed = args.to_vec();
+    resumed.push("--resume");
+    let o = nas(&resumed, &repo());
+    assert!(o.status.success(), "{:?}", text(&o));
+}
+
 /// Logits of the largest and the smallest subnet of the run's last checkpoint on a fixed input
 /// (BatchNorm in training mode, so no statistics are involved).
 fn outputs(run: &Path) -> Vec<f32> {
@@ -247,39 +281,10 @@ fn finetune_killed_mid_epoch_resumes_to_the_uninterrupted_result() {
     assert!(o.status.success(), "{out}{err}");
     assert!(whole.join("curves.png").is_file() && whole.join("curves.svg").is_file(), "{out}");
 
-    // The same run, killed (SIGKILL) as soon as its first mid-epoch checkpoint exists...
+    // The same run, killed (SIGKILL) as soon as its first mid-epoch checkpoint exists, then
+    // resumed.
     let killed = dir.path().join("killed");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nas"))
-        .args(finetune_args(arch, killed.to_str().unwrap()))
-        .current_dir(repo())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let step_ckpt = || {
-        std::fs::read_dir(killed.join("checkpoints"))
-            .map(|d| d.filter_map(|e| e.ok()).any(|e| e.file_name().to_string_lossy().starts_with("step-")))
-            .unwrap_or(false)
-    };
-    let start = std::time::Instant::now();
-    while !step_ckpt() {
-        assert!(child.try_wait().unwrap().is_none(), "the run ended before its first step checkpoint");
-        assert!(start.elapsed().as_secs() < 300, "no step checkpoint after 300 s");
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(!killed.join("metrics.csv").exists(), "killed after its first epoch: the test kills too late");
-
-    // ...then resumed: a fresh run into the same folder is refused, --resume finishes it.
-    let o = nas(&finetune_args(arch, killed.to_str().unwrap()), &repo());
-    assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
-    assert!(text(&o).1.contains("--resume"), "{:?}", text(&o));
-    let mut args = finetune_args(arch, killed.to_str().unwrap());
-    args.push("--resume");
-    let o = nas(&args, &repo());
-    assert!(o.status.success(), "{:?}", text(&o));
+    kill_then_resume(&finetune_args(arch, killed.to_str().unwrap()), &killed);
     assert_eq!(metrics_without_timing(&whole), metrics_without_timing(&killed));
     // Same weights: bit-identical outputs of every subnet tried (the .bpk bytes also hold
     // parameter ids, which differ between processes).
@@ -293,4 +298,42 @@ fn finetune_killed_mid_epoch_resumes_to_the_uninterrupted_result() {
     let o = nas(&["eval", "--checkpoint", whole.to_str().unwrap(), "--arch", other.to_str().unwrap()], &repo());
     assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
     assert!(text(&o).1.contains("another arch"), "{:?}", text(&o));
+}
+
+#[test]
+fn train_killed_mid_epoch_resumes_to_the_uninterrupted_result() {
+    let dir = tempfile::tempdir().unwrap();
+    // The shipped experiment on the shipped mini set, shortened: 1 epoch of 12 sandwich steps.
+    let exp = std::fs::read_to_string(repo().join("experiments/cifar10.toml")).unwrap();
+    let exp = exp
+        .replace("epochs = 60", "epochs = 1")
+        .replace("batch_size = 64", "batch_size = 16")
+        .replace("calib_images = 2000", "calib_images = 100\nmax_train_images = 240");
+    assert!(exp.contains("epochs = 1") && exp.contains("batch_size = 16") && exp.contains("max_train_images"), "{exp}");
+    let exp_path = dir.path().join("exp.toml");
+    std::fs::write(&exp_path, exp).unwrap();
+    let args = |out: &Path| -> Vec<String> {
+        ["train", "--experiment", exp_path.to_str().unwrap(), "--data", "experiments/data"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(["--checkpoint-every", "2", "--quiet", "--out", out.to_str().unwrap()].iter().map(|s| s.to_string()))
+            .collect()
+    };
+    let whole = dir.path().join("whole");
+    let a = args(&whole);
+    let o = nas(&a.iter().map(String::as_str).collect::<Vec<_>>(), &repo());
+    assert!(o.status.success(), "{:?}", text(&o));
+    let killed = dir.path().join("killed");
+    let b = args(&killed);
+    kill_then_resume(&b.iter().map(String::as_str).collect::<Vec<_>>(), &killed);
+    // Columns: epoch, lr, both losses, both validation top-1 (timing columns differ).
+    let metrics = |run: &Path| -> Vec<String> {
+        std::fs::read_to_string(run.join("metrics.csv"))
+            .unwrap()
+            .lines()
+            .map(|l| l.split(',').take(6).collect::<Vec<_>>().join(","))
+            .collect()
+    };
+    assert_eq!(metrics(&whole), metrics(&killed));
+    assert_eq!(outputs(&whole), outputs(&killed), "the resumed run's weights differ from the uninterrupted run's");
 }
