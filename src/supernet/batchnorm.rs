@@ -92,7 +92,7 @@ pub fn bn_eval_fused(x: &Tensor<4>, scale: &[f32], shift: &[f32], relu6: bool) -
     let xp = xp.to_contiguous();
     let xs: &[f32] = xp.as_slice().expect("contiguous f32");
     let mut out = vec![0f32; xs.len()];
-    out.par_chunks_mut(g.hw).zip(xs.par_chunks(g.hw)).enumerate().for_each(|(plane, (o, xi))| {
+    out.par_chunks_mut(g.hw).zip(xs.par_chunks(g.hw)).enumerate().with_min_len(super::min_items(g.hw)).for_each(|(plane, (o, xi))| {
         let ch = plane % g.c;
         affine_act(xi, o, scale[ch], shift[ch], g.relu6);
     });
@@ -136,6 +136,7 @@ impl Stats {
         let m = g.count();
         let per_channel: Vec<(f32, f32)> = (0..g.c)
             .into_par_iter()
+            .with_min_len(super::min_items(g.n * g.hw))
             .map(|ch| {
                 let (mut s, mut s2) = (0f64, 0f64);
                 for img in 0..g.n {
@@ -203,7 +204,7 @@ fn normalize(x: &FlexTensor, gamma: &FlexTensor, beta: &FlexTensor, st: &Stats, 
     let x = x.to_contiguous();
     let xs: &[f32] = x.as_slice().expect("contiguous f32");
     let mut out = vec![0f32; xs.len()];
-    out.par_chunks_mut(g.hw).zip(xs.par_chunks(g.hw)).enumerate().for_each(|(plane, (o, xi))| {
+    out.par_chunks_mut(g.hw).zip(xs.par_chunks(g.hw)).enumerate().with_min_len(super::min_items(g.hw)).for_each(|(plane, (o, xi))| {
         let ch = plane % g.c;
         affine_act(xi, o, scale[ch], shift[ch], g.relu6);
     });
@@ -247,7 +248,7 @@ fn backward(grad: &FlexTensor, s: &Saved) -> (FlexTensor, Vec<f32>, Vec<f32>) {
     let dbeta: Vec<f32> = sums.iter().map(|p| p.0 as f32).collect();
     let dgamma: Vec<f32> = sums.iter().map(|p| p.1 as f32).collect();
     let mut dx = vec![0f32; xs.len()];
-    dx.par_chunks_mut(g.hw).enumerate().for_each(|(plane, d)| {
+    dx.par_chunks_mut(g.hw).enumerate().with_min_len(super::min_items(g.hw)).for_each(|(plane, d)| {
         let ch = plane % g.c;
         let r = plane * g.hw..(plane + 1) * g.hw;
         let k = s.gamma[ch] * invstd[ch];

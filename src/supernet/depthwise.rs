@@ -305,7 +305,7 @@ fn forward(x: &FlexTensor, w: &FlexTensor, g: &Geom) -> FlexTensor {
     let ws: &[f32] = w.as_slice().expect("contiguous f32");
     let (hw, ohw, kk) = (g.h * g.w, g.ho * g.wo, g.k * g.k);
     let mut out = vec![0f32; g.n * g.c * ohw];
-    out.par_chunks_mut(ohw).enumerate().for_each_init(
+    out.par_chunks_mut(ohw).enumerate().with_min_len(super::min_items(ohw * kk)).for_each_init(
         || vec![0f32; g.scratch_len()],
         |scratch, (plane, o)| {
             let c = plane % g.c;
@@ -324,7 +324,7 @@ fn input_grad(grad: &FlexTensor, w: &FlexTensor, g: &Geom) -> FlexTensor {
     let ws: &[f32] = w.as_slice().expect("contiguous f32");
     let (hw, ohw, kk) = (g.h * g.w, g.ho * g.wo, g.k * g.k);
     let mut dx = vec![0f32; g.n * g.c * hw];
-    dx.par_chunks_mut(hw).enumerate().for_each_init(
+    dx.par_chunks_mut(hw).enumerate().with_min_len(super::min_items(ohw * kk)).for_each_init(
         || vec![0f32; g.scratch_len()],
         |scratch, (plane, d)| {
             let c = plane % g.c;
@@ -343,7 +343,7 @@ fn weight_grad(x: &FlexTensor, grad: &FlexTensor, g: &Geom) -> FlexTensor {
     let gs: &[f32] = grad.as_slice().expect("contiguous f32");
     let (hw, ohw, kk) = (g.h * g.w, g.ho * g.wo, g.k * g.k);
     let mut dw = vec![0f32; g.c * kk];
-    dw.par_chunks_mut(kk).enumerate().for_each_init(
+    dw.par_chunks_mut(kk).enumerate().with_min_len(super::min_items(g.n * ohw * kk)).for_each_init(
         || vec![0f32; g.scratch_len()],
         |scratch, (c, dwc)| {
             for n in 0..g.n {

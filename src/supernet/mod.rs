@@ -159,6 +159,15 @@ impl KernelSwitch {
     }
 }
 
+/// Elements of work below which a rayon task is not split further: waking the other thread
+/// costs more than a few microseconds of arithmetic (small subnets run many tiny layers).
+pub(crate) const MIN_TASK_ELEMS: usize = 16 * 1024;
+
+/// Items per rayon task so that each task covers at least [`MIN_TASK_ELEMS`] elements.
+pub(crate) fn min_items(elems_per_item: usize) -> usize {
+    MIN_TASK_ELEMS.div_ceil(elems_per_item.max(1))
+}
+
 /// Select the hand-written flex kernels (depthwise, pointwise, fused BatchNorm) or burn's
 /// generic ops for all three at once.
 pub fn set_fast_kernels(fast: bool) {
