@@ -24,3 +24,5 @@ run kd0.5 --lr 0.02 --kd-weight 0.5
 run cosine-lr0.1 --lr 0.1
 run one-cycle-lr0.1 --schedule one-cycle --lr 0.1
 run ema0.999-lr0.05 --lr 0.05 --ema-decay 0.999
+run cosine-lr0.2 --lr 0.2
+run one-cycle-lr0.2 --schedule one-cycle --lr 0.2

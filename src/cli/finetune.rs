@@ -33,10 +33,10 @@ pub(crate) struct Args {
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
     /// Peak learning rate (SGD, Nesterov momentum 0.9).
-    #[arg(long, default_value_t = 0.02)]
+    #[arg(long, default_value_t = 0.2)]
     lr: f64,
-    /// Learning-rate schedule: cosine (warm-up, then cosine to 0) or one-cycle.
-    #[arg(long, value_parser = ["cosine", "one-cycle"], default_value = "cosine")]
+    /// Learning-rate schedule: one-cycle, or cosine (warm-up, then cosine to 0).
+    #[arg(long, value_parser = ["cosine", "one-cycle"], default_value = "one-cycle")]
     schedule: String,
     /// Warm-up epochs of the cosine schedule.
     #[arg(long, default_value_t = 0.0)]
