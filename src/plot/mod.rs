@@ -668,8 +668,10 @@ pub fn training_curves(metrics: &Path, dir: &Path) -> Result<Vec<PathBuf>> {
     let series = |c: usize, scale: f64| -> Vec<(f64, f64)> {
         rows.iter().filter(|r| r.len() == header.len() && r[c].is_finite()).map(|r| (r[epoch], scale * r[c])).collect()
     };
+    // A loss that is zero throughout (no distillation) would only flatten the axis.
     let losses: Vec<(String, Vec<(f64, f64)>)> =
         loss_cols.iter().map(|&c| (header[c].replace("train_loss", "training loss"), series(c, 1.0))).collect();
+    let losses: Vec<(String, Vec<(f64, f64)>)> = losses.into_iter().filter(|(_, p)| p.iter().any(|q| q.1 != 0.0)).collect();
     let vals: Vec<(String, Vec<(f64, f64)>)> =
         val_cols.iter().map(|&c| (header[c].replace("val_top1", "validation top-1"), series(c, 100.0))).collect();
     let last = rows.iter().filter_map(|r| r.get(epoch)).fold(1.0f64, |m, &e| m.max(e));

@@ -134,6 +134,12 @@ pub fn finetuner(req: &FinetuneRequest, opts: &TrainOptions) -> Result<Trainer, 
             path: dir.clone(),
             message: "holds a supernet training run, not a fine-tuning run".into(),
         })?;
+        if spec.arch != req.arch {
+            return Err(TrainError::Config(format!(
+                "{} fine-tunes another arch than --arch: resume it with the --arch it was started with, or pass another --out",
+                opts.out.display()
+            )));
+        }
         let mut exp = meta.experiment.clone();
         exp.train.epochs = req.epochs;
         exp.validate("of the resumed fine-tuning run")?;
