@@ -141,6 +141,36 @@ fn gemm(
     }
 }
 
+/// The `[cout, cin]` weight as a slice and its row stride: a view into the shared full-size
+/// parameter when the slice left rows with unit column stride (the supernet's channel slices
+/// always do), so no weight is copied; otherwise a contiguous copy.
+enum WeightView {
+    Shared(FlexTensor, usize, usize),
+    Copied(FlexTensor),
+}
+
+impl WeightView {
+    fn of(w: &FlexTensor) -> WeightView {
+        let l = w.layout();
+        let st = l.strides();
+        let shape = l.shape();
+        let unit_cols = st.len() == 4 && st[1] == 1 && st[0] > 0 && (st[0] as usize) >= shape[1];
+        if unit_cols && w.dtype() == DType::F32 {
+            WeightView::Shared(w.clone(), l.start_offset(), st[0] as usize)
+        } else {
+            WeightView::Copied(w.to_contiguous())
+        }
+    }
+
+    /// The weight's elements from row 0, column 0 on, and the row stride.
+    fn rows(&self, cin: usize) -> (&[f32], usize) {
+        match self {
+            WeightView::Shared(t, offset, rs) => (&t.storage::<f32>()[*offset..], *rs),
+            WeightView::Copied(t) => (t.as_slice::<f32>().expect("contiguous f32"), cin),
+        }
+    }
+}
+
 fn flex_from_vec(values: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape))
 }
@@ -150,9 +180,9 @@ fn forward(x: &FlexTensor, w: &FlexTensor, g: &Geom) -> FlexTensor {
     #[cfg(test)]
     FAST_CALLS.with(|n| n.set(n.get() + 1));
     let x = x.to_contiguous();
-    let w = w.to_contiguous();
+    let w = WeightView::of(w);
     let xs: &[f32] = x.as_slice().expect("contiguous f32");
-    let ws: &[f32] = w.as_slice().expect("contiguous f32");
+    let (ws, w_rs) = w.rows(g.cin);
     let (xin, yout) = (g.cin * g.hw, g.cout * g.hw);
     let mut out = vec![0f32; g.n * yout];
     let per = chunk_images(g.n);
@@ -160,7 +190,7 @@ fn forward(x: &FlexTensor, w: &FlexTensor, g: &Geom) -> FlexTensor {
         for (i, y) in ys.chunks_mut(yout).enumerate() {
             let img = chunk * per + i;
             let xi = &xs[img * xin..(img + 1) * xin];
-            gemm(g.cout, g.hw, g.cin, y, g.hw, false, ws, (g.cin, 1), xi, (g.hw, 1));
+            gemm(g.cout, g.hw, g.cin, y, g.hw, false, ws, (w_rs, 1), xi, (g.hw, 1));
         }
     });
     flex_from_vec(out, [g.n, g.cout, g.h, g.w])
@@ -169,9 +199,9 @@ fn forward(x: &FlexTensor, w: &FlexTensor, g: &Geom) -> FlexTensor {
 /// `dx[n] = W^T dy[n]`.
 fn input_grad(grad: &FlexTensor, w: &FlexTensor, g: &Geom) -> FlexTensor {
     let grad = grad.to_contiguous();
-    let w = w.to_contiguous();
+    let w = WeightView::of(w);
     let gs: &[f32] = grad.as_slice().expect("contiguous f32");
-    let ws: &[f32] = w.as_slice().expect("contiguous f32");
+    let (ws, w_rs) = w.rows(g.cin);
     let (xin, yout) = (g.cin * g.hw, g.cout * g.hw);
     let mut dx = vec![0f32; g.n * xin];
     let per = chunk_images(g.n);
@@ -179,8 +209,8 @@ fn input_grad(grad: &FlexTensor, w: &FlexTensor, g: &Geom) -> FlexTensor {
         for (i, d) in dxs.chunks_mut(xin).enumerate() {
             let img = chunk * per + i;
             let gi = &gs[img * yout..(img + 1) * yout];
-            // W^T: element (ci, co) of the transpose sits at co * cin + ci.
-            gemm(g.cin, g.hw, g.cout, d, g.hw, false, ws, (1, g.cin), gi, (g.hw, 1));
+            // W^T: element (ci, co) of the transpose sits at co * row stride + ci.
+            gemm(g.cin, g.hw, g.cout, d, g.hw, false, ws, (1, w_rs), gi, (g.hw, 1));
         }
     });
     flex_from_vec(dx, [g.n, g.cin, g.h, g.w])
@@ -298,6 +328,17 @@ mod tests {
         for (shape, cout) in [([3, 5, 4, 4], 7), ([1, 8, 1, 1], 3), ([9, 16, 2, 3], 24), ([2, 3, 7, 5], 1), ([5, 1, 3, 3], 4)] {
             check(&device, shape, cout);
         }
+    }
+
+    #[test]
+    fn channel_slices_of_the_weight_are_not_copied() {
+        let device = Device::flex();
+        let full: Tensor<4> = Tensor::random([12, 9, 1, 1], Distribution::Normal(0.0, 1.0), &device);
+        let slice = full.slice([0..5, 0..4, 0..1, 0..1]).try_into_primitive::<Flex>().ok().expect("flex");
+        assert!(matches!(WeightView::of(&slice), WeightView::Shared(_, 0, 9)));
+        let view = WeightView::of(&slice);
+        let (rows, rs) = view.rows(4);
+        assert_eq!((rows.len(), rs), (12 * 9, 9));
     }
 
     #[test]
