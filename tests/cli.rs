@@ -337,3 +337,29 @@ fn train_killed_mid_epoch_resumes_to_the_uninterrupted_result() {
     assert_eq!(metrics(&whole), metrics(&killed));
     assert_eq!(outputs(&whole), outputs(&killed), "the resumed run's weights differ from the uninterrupted run's");
 }
+
+#[test]
+fn finetune_without_the_supernets_data_names_data_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let sn = dir.path().join("supernet");
+    std::fs::create_dir_all(&sn).unwrap();
+    let shipped = repo().join("experiments/supernets/cifar10");
+    std::fs::copy(shipped.join("model.bpk"), sn.join("model.bpk")).unwrap();
+    let meta = std::fs::read_to_string(shipped.join("meta.json")).unwrap().replace("../shared/datasets/cifar10-jpg", "no-such-data");
+    assert!(meta.contains("no-such-data"));
+    std::fs::write(sn.join("meta.json"), meta).unwrap();
+    let arch = sample(dir.path(), "cifar", "smallest");
+    let out = dir.path().join("ft");
+    let o = nas(
+        &["finetune", "--arch", arch.to_str().unwrap(), "--supernet", sn.to_str().unwrap(), "--out", out.to_str().unwrap()],
+        dir.path(),
+    );
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("no-such-data") && err.contains("--data"), "{err}");
+    assert!(!out.join("latest").exists(), "nothing is written before the data is found");
+    // Bad values are refused before any work, naming the value.
+    let o = nas(&["finetune", "--arch", arch.to_str().unwrap(), "--supernet", sn.to_str().unwrap(), "--kd-weight", "1.5"], dir.path());
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).1.contains("--kd-weight 1.5"), "{:?}", text(&o));
+}

@@ -285,9 +285,14 @@ impl Trainer {
             Some(dir) => Some(checkpoint::load_meta(dir)?),
             None => None,
         };
-        let space = match &meta {
-            Some(m) => m.space.clone(),
-            None => experiment.load_space()?,
+        // A fresh fine-tuning run takes the space and normalisation of its supernet checkpoint.
+        let supernet_meta = match (&meta, &finetune) {
+            (None, Some(f)) => Some(checkpoint::load_meta(&checkpoint::require(&f.supernet)?)?),
+            _ => None,
+        };
+        let space = match (&meta, &supernet_meta) {
+            (Some(m), _) | (None, Some(m)) => m.space.clone(),
+            (None, None) => experiment.load_space()?,
         };
         check_data(&data, &space)?;
         let mut data = data;
@@ -318,11 +323,6 @@ impl Trainer {
                 experiment.train.batch_size
             )));
         }
-        // A fresh fine-tuning run normalises exactly as its supernet did.
-        let supernet_meta = match (&meta, &finetune) {
-            (None, Some(f)) => Some(checkpoint::load_meta(&checkpoint::require(&f.supernet)?)?),
-            _ => None,
-        };
         let normalization = match (&meta, &supernet_meta) {
             (Some(m), _) | (None, Some(m)) => m.normalization.clone(),
             (None, None) => Normalization::from_dataset(&data, Some(&splits.train))
