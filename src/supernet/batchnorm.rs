@@ -16,16 +16,16 @@
 //! backends take burn's `batch_norm_train` + `relu6` ([`super::elastic::DynamicBatchNorm`]);
 //! `TINYNAS_BATCHNORM=burn` forces that path (tests and benchmarks compare both).
 
+use burn::backend::Flex;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
-use burn::backend::{Autodiff, Flex};
 use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
-type AdFlex = Autodiff<Flex>;
+use super::flex_op::{AdFlex, AdTensor};
 
 #[cfg(test)]
 thread_local! {
@@ -317,8 +317,6 @@ impl Backward<Flex, 3> for BnBackward {
     }
 }
 
-type AdTensor = burn::backend::tensor::FloatTensor<AdFlex>;
-
 fn autodiff_forward(x: AdTensor, gamma: AdTensor, beta: AdTensor, g: Geom) -> (AdTensor, Stats) {
     let stats = Stats::of(x.primitive(), &g);
     let out = normalize(x.primitive(), gamma.primitive(), beta.primitive(), &stats, &g);
@@ -343,19 +341,11 @@ mod tests {
     use burn::tensor::module::batch_norm_train;
     use burn::tensor::{Device, Distribution, activation};
 
-    fn values4(t: Tensor<4>) -> Vec<f32> {
-        t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap()
-    }
-
-    fn values1(t: Tensor<1>) -> Vec<f32> {
-        t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap()
-    }
+    use crate::supernet::flex_op::test_util::values as values4;
+    use crate::supernet::flex_op::test_util::values as values1;
 
     fn assert_close(what: &str, ours: Vec<f32>, reference: Vec<f32>) {
-        assert_eq!(ours.len(), reference.len(), "{what}: length");
-        let scale = reference.iter().fold(0f32, |m, v| m.max(v.abs())).max(1.0);
-        let worst = ours.iter().zip(&reference).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-        assert!(worst <= 2e-4 * scale, "{what}: max abs diff {worst} (scale {scale})");
+        crate::supernet::flex_op::test_util::assert_close(what, ours, reference, 2e-4);
     }
 
     /// Output, batch statistics and all three gradients equal burn's composed BatchNorm (+ ReLU6),

@@ -18,6 +18,7 @@ pub mod batchnorm;
 pub mod depthwise;
 pub mod elastic;
 pub mod eval;
+pub(crate) mod flex_op;
 pub mod model;
 pub mod pointwise;
 pub mod recalib;

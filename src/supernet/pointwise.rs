@@ -16,18 +16,14 @@
 //! of them costs more than it saves. Tensors on other backends or dtypes take burn's `conv2d`;
 //! `TINYNAS_POINTWISE=burn` forces that path (tests and `nas bench train` compare both).
 
-use burn::backend::autodiff::checkpoint::base::Checkpointer;
-use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
-use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
-use burn::backend::{Autodiff, Flex};
 use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
 use crate::ir::Padding;
 
-type AdFlex = Autodiff<Flex>;
+use super::flex_op::{AdFlex, ConvOp, autodiff_forward};
 
 #[cfg(test)]
 thread_local! {
@@ -248,36 +244,17 @@ fn weight_grad(x: &FlexTensor, grad: &FlexTensor, g: &Geom) -> FlexTensor {
     flex_from_vec(dw, [g.cout, g.cin, 1, 1])
 }
 
-#[derive(Debug)]
-struct PointwiseBackward;
-
-impl Backward<Flex, 2> for PointwiseBackward {
-    type State = (FlexTensor, FlexTensor, Geom);
-
-    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
-        let [node_x, node_w] = ops.parents;
-        let grad = grads.consume::<Flex>(&ops.node);
-        let (x, w, g) = ops.state;
-        if let Some(node) = node_x {
-            grads.register::<Flex>(node.id, input_grad(&grad, &w, &g));
-        }
-        if let Some(node) = node_w {
-            grads.register::<Flex>(node.id, weight_grad(&x, &grad, &g));
-        }
+impl ConvOp for Geom {
+    fn forward(&self, x: &FlexTensor, w: &FlexTensor) -> FlexTensor {
+        forward(x, w, self)
     }
-}
 
-type AdTensor = burn::backend::tensor::FloatTensor<AdFlex>;
+    fn input_grad(&self, grad: &FlexTensor, w: &FlexTensor) -> FlexTensor {
+        input_grad(grad, w, self)
+    }
 
-fn autodiff_forward(x: AdTensor, w: AdTensor, g: Geom) -> AdTensor {
-    match PointwiseBackward.prepare::<NoCheckpointing>([x.node(), w.node()]).compute_bound().stateful() {
-        OpsKind::Tracked(prep) => {
-            let xp = x.primitive().clone();
-            let wp = w.primitive().clone();
-            let out = forward(&xp, &wp, &g);
-            prep.finish((xp, wp, g), out)
-        }
-        OpsKind::UnTracked(prep) => prep.finish(forward(x.primitive(), w.primitive(), &g)),
+    fn weight_grad(&self, x: &FlexTensor, grad: &FlexTensor) -> FlexTensor {
+        weight_grad(x, grad, self)
     }
 }
 
@@ -286,15 +263,10 @@ mod tests {
     use super::*;
     use burn::tensor::{Device, Distribution};
 
-    fn values(t: Tensor<4>) -> Vec<f32> {
-        t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap()
-    }
+    use crate::supernet::flex_op::test_util::values;
 
     fn assert_close(what: &str, ours: Vec<f32>, reference: Vec<f32>) {
-        assert_eq!(ours.len(), reference.len(), "{what}: length");
-        let scale = reference.iter().fold(0f32, |m, v| m.max(v.abs())).max(1.0);
-        let worst = ours.iter().zip(&reference).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-        assert!(worst <= 1e-4 * scale, "{what}: max abs diff {worst} (scale {scale})");
+        crate::supernet::flex_op::test_util::assert_close(what, ours, reference, 1e-4);
     }
 
     /// Forward, input grad and weight grad equal burn's conv2d, with the weight a slice of a
