@@ -69,6 +69,25 @@ impl FinetuneRequest {
     }
 
     fn check(&self) -> Result<(), TrainError> {
+        let bad = |flag: &str, value: String, expected: &str| Err(TrainError::Config(format!("{flag} {value}: expected {expected}")));
+        if self.epochs == 0 {
+            return bad("--epochs", "0".into(), "at least 1");
+        }
+        if self.batch_size < 2 {
+            return bad("--batch-size", self.batch_size.to_string(), "at least 2 (BatchNorm needs a batch)");
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad("--lr", self.lr.to_string(), "a positive number");
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            return bad("--label-smoothing", self.label_smoothing.to_string(), "a number in [0, 1)");
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return bad("--weight-decay", self.weight_decay.to_string(), "a number >= 0");
+        }
+        if !(self.warmup_epochs.is_finite() && self.warmup_epochs >= 0.0) {
+            return bad("--warmup-epochs", self.warmup_epochs.to_string(), "a number >= 0");
+        }
         if !(0.0..=1.0).contains(&self.kd_weight) {
             return Err(TrainError::Config(format!("--kd-weight {}: expected a number in [0, 1]", self.kd_weight)));
         }
