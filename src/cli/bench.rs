@@ -13,7 +13,7 @@ pub(crate) enum Bench {
     Cost(CostArgs),
     /// A whole in-memory search (default 500 generations x population 100, predictor-screened).
     Search(super::search::BenchArgs),
-    /// Supernet training images/s (sandwich step and largest subnet alone), conv time split, peak memory.
+    /// Training and eval images/s (sandwich step, largest and smallest subnet alone, eval forward), optionally beside burn's generic ops and a PyTorch twin; conv time split, peak memory.
     #[cfg(feature = "supernet")]
     Train(super::bench_train::TrainArgs),
     /// Instructions per MAC of the generated C kernels per layer type, in QEMU (-icount).
