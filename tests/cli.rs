@@ -368,3 +368,16 @@ fn finetune_without_the_supernets_data_names_data_flag() {
         assert!(text(&o).1.contains(&format!("{flag} {value}")), "{flag}: {:?}", text(&o));
     }
 }
+
+#[test]
+fn bench_train_reports_four_workloads_and_checks_the_twin_interpreter_first() {
+    let o = nas(&["bench", "train", "--steps", "1", "--batch-size", "4", "--reference"], &repo());
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    for row in ["sandwich", "largest", "smallest", "eval fwd", "tinynas, burn's ops", "speed-up", "peak memory"] {
+        assert!(out.contains(row), "{row} missing: {out}");
+    }
+    let o = nas(&["bench", "train", "--against-torch", "--python", "/no/such/python"], &repo());
+    assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
+    assert!(text(&o).1.contains("--python /no/such/python"), "{:?}", text(&o));
+}
