@@ -20,6 +20,7 @@
 //! | `plot` | report plots (plotters) | search |
 //! | `export` | int8 quantisation, int8 reference executor, `.tflite` writer | ir, supernet |
 //! | `codegen` | C code of an int8 subnet, firmware, the cross / host / QEMU tool driver | export, cost |
+//! | `run_folder` | run folders: one writer (lock), one run per folder (run id) | search |
 //! | `cli` | the `nas` command | all |
 
 #![warn(missing_docs)]
@@ -53,6 +54,7 @@ pub mod data;
 pub mod export;
 pub mod plot;
 pub mod predictor;
+pub mod run_folder;
 pub mod search;
 #[cfg(feature = "supernet")]
 pub mod supernet;

@@ -138,8 +138,19 @@ fn ops_counts_configurations() {
 }
 
 fn search(dir: &Path, extra: &[&str]) -> Output {
-    let mut args =
-        vec!["search", "--objectives", "latency,sram,flash", "--generations", "2", "--population", "10", "--no-plot", "--out", "r"];
+    let mut args = vec![
+        "search",
+        "--objectives",
+        "latency,sram,flash",
+        "--generations",
+        "2",
+        "--population",
+        "10",
+        "--no-plot",
+        "--out",
+        "r",
+        "--force",
+    ];
     args.extend_from_slice(extra);
     nas(&args, dir)
 }
@@ -151,8 +162,12 @@ fn search_uses_a_table_explicitly_or_beside_the_boards_file() {
     let o = search(dir.path(), &["--latency-table", "t.csv"]);
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(0), "{out}{err}");
-    assert!(out.contains("latency: table t.csv (qemu-system-arm"), "{out}");
-    assert!(out.contains("latency_ms* = table t.csv"), "{out}");
+    // One short label in the output; the full provenance goes to the run folder.
+    assert!(out.contains("latency: table t.csv (QEMU instructions x CPI 1, estimate)"), "{out}");
+    assert!(out.contains("latency_ms* = table t.csv (QEMU"), "{out}");
+    assert_eq!(out.matches("qemu-system-arm").count(), 0, "{out}");
+    let pareto = std::fs::read_to_string(dir.path().join("r/pareto.json")).unwrap();
+    assert!(pareto.contains("\"latency\": \"table t.csv (qemu-system-arm"), "{pareto}");
     // Without the flag: latency_tables/<board>.csv beside the boards table found first (the
     // current directory is the first asset root).
     std::fs::create_dir(dir.path().join("latency_tables")).unwrap();
@@ -164,7 +179,9 @@ fn search_uses_a_table_explicitly_or_beside_the_boards_file() {
     let o = search(dir.path(), &[]);
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(0), "{out}{err}");
-    assert!(out.contains("latency: table ./latency_tables/stm32f746.csv"), "{out}");
+    assert!(out.contains("latency: table stm32f746.csv (QEMU"), "{out}");
+    let pareto = std::fs::read_to_string(dir.path().join("r/pareto.json")).unwrap();
+    assert!(pareto.contains("table ./latency_tables/stm32f746.csv"), "{pareto}");
     // A table for another board is refused with both names.
     let o = search(dir.path(), &["--board", "stm32f412", "--latency-table", "t.csv"]);
     let (out, err) = text(&o);

@@ -390,3 +390,110 @@ fn predictor_build_then_search_measures_the_front() {
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("nowhere"), "{}", text(&o));
 }
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn run_folders_have_one_writer_and_one_run() {
+    let dir = setup();
+    let d = dir.path();
+    // A folder another process holds is refused, naming the holder (this test process).
+    let held = tinynas::run_folder::RunFolder::open(&d.join("busy"), tinynas::run_folder::Start::Fresh, "test").unwrap();
+    let o = search(d, "busy", &["--generations", "1"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(stderr(&o).contains(&format!("in use by another nas process (pid {})", std::process::id())), "{}", text(&o));
+    drop(held);
+
+    // A fresh run into an earlier run's folder is refused; --force clears every old file.
+    assert!(search(d, "r", &["--generations", "2"]).status.success());
+    std::fs::write(d.join("r/stale_plot.png"), b"old").unwrap();
+    let o = search(d, "r", &["--generations", "2"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(stderr(&o).contains("--resume") && stderr(&o).contains("--force"), "{}", text(&o));
+    let first = tinynas::run_folder::read_run_id(&d.join("r")).unwrap();
+    let o = search(d, "r", &["--generations", "2", "--force"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!d.join("r/stale_plot.png").exists());
+    let second = tinynas::run_folder::read_run_id(&d.join("r")).unwrap();
+    assert_ne!(first, second);
+    assert_eq!(pareto(d, "r")["run_id"].as_str(), Some(second.as_str()), "pareto.json carries the run id");
+
+    // A pareto.json another run left in the folder is refused by its readers.
+    let text_json = std::fs::read_to_string(d.join("r/pareto.json")).unwrap();
+    std::fs::write(d.join("r/pareto.json"), text_json.replace(&second, "another-run")).unwrap();
+    for args in [vec!["pick", "r", "--rule", "knee", "--out", "k.json"], vec!["plot", "front", "r", "--out", "p"]] {
+        let o = nas(d, &args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
+        assert!(stderr(&o).contains("written by run another-run"), "{args:?}: {}", text(&o));
+    }
+}
+
+#[test]
+fn pareto_members_are_named_by_the_printed_archive_id() {
+    let dir = setup();
+    let d = dir.path();
+    let o = search(d, "r", &["--generations", "3"]);
+    assert!(o.status.success(), "{}", text(&o));
+    // The top row of the printed table (its `id` column) is the member `#ID` names.
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let header = out.lines().position(|l| l.trim_start().starts_with("id ")).expect("table header");
+    let top_id: usize = out.lines().nth(header + 1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    let member = pareto(d, "r")["members"].as_array().unwrap().iter().find(|m| m["id"].as_u64() == Some(top_id as u64)).cloned().unwrap();
+    let spec = format!("r/pareto.json#{top_id}");
+    let o = nas(d, &["inspect", &spec, "--board", "stm32f746"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let flash = tinynas::size::Human(member["metrics"]["flash"].as_u64().unwrap());
+    assert!(String::from_utf8_lossy(&o.stdout).contains(&format!("flash {flash} =")), "{}", text(&o));
+    // An id that is not on the front is refused with the front's ids.
+    let absent = (0..).find(|i| pareto(d, "r")["members"].as_array().unwrap().iter().all(|m| m["id"].as_u64() != Some(*i))).unwrap();
+    let o = nas(d, &["inspect", &format!("r/pareto.json#{absent}")]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        stderr(&o).contains(&format!("no front member has archive id {absent}")) && stderr(&o).contains(&top_id.to_string()),
+        "{}",
+        text(&o)
+    );
+    // `nas pick` says which id it picked, in the form the other commands take.
+    let o = nas(d, &["pick", "r", "--rule", "best-acc", "--out", "best.json"]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(&format!("picked member {top_id} (archive id; also RUN/pareto.json#{top_id})")),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn a_closed_pipe_ends_quietly_and_absurd_sizes_are_refused_before_allocating() {
+    let dir = setup();
+    let d = dir.path();
+    std::fs::write(d.join("a.json"), nas(d, &["sample", "--space", "cifar", "--seed", "1"]).stdout).unwrap();
+    // `nas inspect a.json | head -0`: the reader is gone before the first line is written.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nas"))
+        .current_dir(d)
+        .args(["inspect", "a.json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(o.status.signal(), Some(13), "ended by SIGPIPE as `cat` would, not exit {:?}", o.status.code());
+
+    let started = std::time::Instant::now();
+    let o = nas(d, &["search", "--population", "100000000", "--out", "big"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(stderr(&o).contains("--population 100000000: expected 4 to 100000"), "{}", text(&o));
+    let o = nas(d, &["predictor", "build", "--supernet", "nowhere", "--out", "p2.json", "--hidden", "100000000"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(stderr(&o).contains("--hidden 100000000: expected 1 to 4096"), "{}", text(&o));
+    for (flag, v) in [("--lr", "-1"), ("--lr", "NaN"), ("--epochs", "0")] {
+        let o = nas(d, &["predictor", "build", "--supernet", "nowhere", "--out", "p2.json", &format!("{flag}={v}")]);
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        assert!(stderr(&o).contains(&format!("{flag} ")), "{flag} {v}: {}", text(&o));
+    }
+    assert!(started.elapsed().as_secs() < 20, "refused before any work");
+}

@@ -5,7 +5,7 @@
 # supernet's 5,000 held-out training images. Usage: finetune.sh NAS_BINARY DATA OUT_DIR
 set -euo pipefail
 nas="$1"; data="$2"; out="$3"
-arch="runs/cifar-stm32f746-sram256k-flash1024k-seed0/pareto.json#0"
+arch="runs/cifar-stm32f746-sram256k-flash1024k-seed0/pareto.json#2742"
 [ -f "${arch%#*}" ] || "$nas" search --sram 256k > /dev/null
 common=(--arch "$arch" --data "$data" --epochs 4 --max-train-images 15000 --quiet --checkpoint-every 0)
 run() {

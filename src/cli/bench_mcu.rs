@@ -21,7 +21,7 @@ pub(crate) struct McuArgs {
     /// Search space of the random archs.
     #[arg(long, default_value = "cifar")]
     space: String,
-    /// Arch JSON or RUN/pareto.json#N, repeatable [default: --count random archs of --space].
+    /// Arch JSON or RUN/pareto.json#ID (archive id), repeatable [default: --count random archs of --space].
     #[arg(long)]
     arch: Vec<String>,
     /// Random archs measured when no --arch is given.

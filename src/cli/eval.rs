@@ -15,7 +15,7 @@ pub(crate) struct Args {
     /// Run folder (its latest checkpoint) or checkpoint folder.
     #[arg(long)]
     checkpoint: PathBuf,
-    /// Arch JSON, or `RUN/pareto.json#N` [default for a fine-tuned checkpoint: its own arch].
+    /// Arch JSON, or `RUN/pareto.json#ID` (archive id) [default for a fine-tuned checkpoint: its own arch].
     #[arg(long)]
     arch: Option<String>,
     /// Dataset path [default: the one the supernet was trained on].

@@ -17,7 +17,7 @@ use crate::train::{EVAL_BATCH, check_data, checkpoint, load_data};
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
-    /// Arch JSON, or `RUN/pareto.json#N` for member N of a search's Pareto set [default for a
+    /// Arch JSON, or `RUN/pareto.json#ID` for the front member with archive id ID (the `id` column of `nas search`) [default for a
     /// fine-tuned checkpoint: its own arch].
     #[arg(long)]
     arch: Option<String>,
@@ -36,9 +36,12 @@ pub(crate) struct Args {
     /// arm-none-eabi-gcc and qemu-system-arm).
     #[arg(long)]
     verify: bool,
-    /// Output folder (created).
+    /// Output folder (created; must be empty or absent unless --force).
     #[arg(long)]
     out: PathBuf,
+    /// Delete what --out holds (an earlier export) first.
+    #[arg(long)]
+    force: bool,
     /// Training images used to recalibrate BatchNorm and the int8 activation ranges.
     #[arg(long, default_value_t = 500)]
     calib: usize,
@@ -53,17 +56,9 @@ pub(crate) struct Args {
     device: String,
 }
 
-/// Read an arch file or member `N` of a `pareto.json` (`PATH#N`).
+/// Read an arch file or the member with archive id `ID` of a `pareto.json` (`PATH#ID`).
 pub(crate) fn read_arch(spec: &str) -> anyhow::Result<Arch> {
-    let Some((path, n)) = spec.rsplit_once('#') else {
-        return Ok(Arch::from_path(Path::new(spec))?);
-    };
-    let n: usize = n.parse().with_context(|| format!("--arch {spec}: `{n}` after # is not a member index"))?;
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
-    let json: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("parsing {path}"))?;
-    let members = json["members"].as_array().with_context(|| format!("{path}: no `members` array"))?;
-    let m = members.get(n).with_context(|| format!("{path}: member {n} does not exist ({} members)", members.len()))?;
-    serde_json::from_value(m["arch"].clone()).with_context(|| format!("{path}: members[{n}].arch"))
+    Ok(crate::search::output::read_arch_spec(spec)?)
 }
 
 fn top1(labels: &[u32], logits: impl ParallelIterator<Item = (usize, usize)>) -> f64 {
@@ -85,6 +80,8 @@ pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
         bail!("--calib 0: calibration needs at least 1 image");
     }
     let device = a.device.parse::<DeviceChoice>()?.device()?;
+    // Claimed before the work: an old export's files are never left beside the new ones.
+    let _folder = crate::run_folder::RunFolder::open(&a.out, super::start(false, a.force), "export")?;
     let arch = super::eval::checkpoint_arch(&a.checkpoint, a.arch.as_deref())?;
     let arch_name = a.arch.clone().unwrap_or_else(|| format!("{} (fine-tuned)", a.checkpoint.display()));
     let dir = checkpoint::require(&a.checkpoint)?;
@@ -116,7 +113,6 @@ pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
     };
     let (float_top1, int8_top1, n) = evaluate(&float, &q, &net, &eval_set, &eval_idx, norm, &device);
 
-    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     if a.format != "c" {
         let bytes = tflite::to_tflite(&q, &format!("tinynas {} int8", arch.space));
         let model_path = a.out.join("model.tflite");

@@ -9,7 +9,7 @@ use crate::train::{ScheduleKind, TrainOptions};
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
-    /// Arch JSON, or `RUN/pareto.json#N` for member N of a search's Pareto set.
+    /// Arch JSON, or `RUN/pareto.json#ID` for the front member with archive id ID (the `id` column of `nas search`).
     #[arg(long)]
     arch: String,
     /// Supernet (run or checkpoint folder) the subnet inherits its weights from
@@ -21,8 +21,11 @@ pub(crate) struct Args {
     #[arg(long)]
     out: Option<PathBuf>,
     /// Continue the run in --out exactly where its latest checkpoint left off.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "force")]
     resume: bool,
+    /// Delete what --out holds (an earlier run's files) and start afresh.
+    #[arg(long)]
+    force: bool,
     /// Dataset [default: the one the supernet was trained on].
     #[arg(long)]
     data: Option<PathBuf>,
@@ -87,7 +90,8 @@ pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
     req.ema_decay = a.ema_decay;
     req.max_train_images = a.max_train_images;
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(format!("finetune-{}", run_name(&a.arch))));
-    let opts = TrainOptions { out: out.clone(), device, resume: a.resume, progress: !a.quiet, checkpoint_every: a.checkpoint_every };
+    let start = super::start(a.resume, a.force);
+    let opts = TrainOptions { out: out.clone(), device, start, progress: !a.quiet, checkpoint_every: a.checkpoint_every };
     let mut trainer = finetuner(&req, &opts)?;
     let spec = trainer.finetune_spec().expect("fine-tuning run").clone();
     eprintln!(

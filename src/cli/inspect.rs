@@ -1,18 +1,16 @@
 //! `nas inspect`: per-layer costs, the arena plan and the budget verdict of one arch.
 
 use super::{Outcome, size_arg};
-use crate::arch::Arch;
 use crate::board::Boards;
 use crate::cost::{CostModel, CostReport, EngineProfile};
 use crate::ir::{LayerKind, Network};
 use crate::size::Human;
 use anyhow::Context;
-use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
-    /// Arch JSON file (as written by `nas sample` or the search).
-    arch: PathBuf,
+    /// Arch JSON file (as written by `nas sample` or `nas pick`), or `RUN/pareto.json#ID` (archive id).
+    arch: String,
     /// Board whose SRAM and flash are the budget.
     #[arg(long, default_value = "stm32f746")]
     board: String,
@@ -40,9 +38,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
     if !args.align.is_power_of_two() || args.align > 256 {
         anyhow::bail!("invalid --align {}: expected a power of two up to 256", args.align);
     }
-    let arch = Arch::from_path(&args.arch)?;
+    let arch = crate::search::output::read_arch_spec(&args.arch)?;
     let space = crate::space::resolve(args.space.as_deref().unwrap_or(&arch.space))?;
-    arch.validate(&space, &args.arch.display().to_string())?;
+    arch.validate(&space, &args.arch)?;
     let boards = Boards::shipped()?;
     let board = boards.get(&args.board)?;
     let sram_budget = args.sram.unwrap_or(board.sram);

@@ -86,6 +86,27 @@ pub(crate) fn size_arg(s: &str) -> Result<u64, String> {
     crate::size::parse_size(s).map_err(|e| e.to_string())
 }
 
+/// How a command that writes a run folder starts in it (`--resume` and `--force` conflict in
+/// clap, so at most one is set).
+pub(crate) fn start(resume: bool, force: bool) -> crate::run_folder::Start {
+    use crate::run_folder::Start;
+    if resume {
+        Start::Resume
+    } else if force {
+        Start::Force
+    } else {
+        Start::Fresh
+    }
+}
+
+/// Refuse a numeric flag outside `lo..=hi` before any work (or allocation) depends on it.
+pub(crate) fn check_range<T: PartialOrd + std::fmt::Display>(flag: &str, value: T, lo: T, hi: T, why: &str) -> anyhow::Result<()> {
+    if value < lo || value > hi {
+        anyhow::bail!("{flag} {value}: expected {lo} to {hi} ({why})");
+    }
+    Ok(())
+}
+
 /// Outcome of a command that ran without error.
 pub(crate) enum Outcome {
     /// Exit 0.
@@ -127,8 +148,39 @@ pub fn main() -> i32 {
         Ok(Outcome::Ok) => 0,
         Ok(Outcome::NoFit) => EXIT_NO_FIT,
         Err(e) => {
-            eprintln!("nas: {e:#}");
+            eprintln!("nas: {}", error_message(&e));
             EXIT_ERROR
         }
+    }
+}
+
+/// The error and its causes on one line, each cause once: many library errors already quote
+/// their cause in their own message, which `{:#}` would repeat.
+fn error_message(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if msg.contains(&text) {
+            continue;
+        }
+        if !msg.is_empty() {
+            msg.push_str(": ");
+        }
+        msg.push_str(&text);
+    }
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_already_quoted_is_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory (os error 2)");
+        let e = anyhow::Error::from(crate::arch::ArchError::Io { path: "a.json".into(), source: io });
+        assert_eq!(error_message(&e), "reading arch a.json: No such file or directory (os error 2)");
+        let e = anyhow::anyhow!("inner cause").context("outer");
+        assert_eq!(error_message(&e), "outer: inner cause");
     }
 }

@@ -50,28 +50,25 @@ struct Member {
 }
 
 pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
-    let path = a.run.join("pareto.json");
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("reading {} (is {} a `nas search` run folder?)", path.display(), a.run.display()))?;
-    let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    let objectives: Vec<crate::search::objectives::Objective> =
-        serde_json::from_value(v["objectives"].clone()).with_context(|| format!("{}: field objectives", path.display()))?;
-    let members = v["members"].as_array().with_context(|| format!("{}: no members list", path.display()))?;
-    let mut all = Vec::new();
-    for (i, m) in members.iter().enumerate() {
-        let arch: Arch = serde_json::from_value(m["arch"].clone()).with_context(|| format!("{}: members[{i}].arch", path.display()))?;
-        let x = &m["metrics"];
-        all.push(Member {
-            id: m["id"].as_u64().unwrap_or(i as u64),
-            arch,
-            acc_predicted: x["acc_predicted"].as_f64(),
-            acc_measured: x["acc_measured"].as_f64(),
-            latency: x["latency_ms_estimate"].as_f64().unwrap_or(f64::INFINITY),
-            sram: x["sram"].as_u64().unwrap_or(u64::MAX),
-            flash: x["flash"].as_u64().unwrap_or(u64::MAX),
-            macs: x["macs"].as_u64().unwrap_or(u64::MAX),
-        });
-    }
+    let file = crate::search::output::ParetoFile::read(&a.run.join("pareto.json"))?;
+    let objectives = file.objectives.clone();
+    let all: Vec<Member> = file
+        .members
+        .iter()
+        .map(|m| {
+            let x = &m.metrics;
+            Member {
+                id: m.id as u64,
+                arch: m.arch.clone(),
+                acc_predicted: x["acc_predicted"].as_f64(),
+                acc_measured: x["acc_measured"].as_f64(),
+                latency: x["latency_ms_estimate"].as_f64().unwrap_or(f64::INFINITY),
+                sram: x["sram"].as_u64().unwrap_or(u64::MAX),
+                flash: x["flash"].as_u64().unwrap_or(u64::MAX),
+                macs: x["macs"].as_u64().unwrap_or(u64::MAX),
+            }
+        })
+        .collect();
     let total = all.len();
     let ok: Vec<&Member> = all
         .iter()
@@ -128,7 +125,8 @@ pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
     crate::search::write_atomic(&a.out, chosen.arch.to_json().as_bytes()).with_context(|| format!("writing {}", a.out.display()))?;
     let pct = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{:.2}%", 100.0 * x));
     println!(
-        "picked member {} of {} ({} of {} within limits): {why}\n  top-1 predicted {}, measured {}; latency {:.2} ms ({}); SRAM {}; flash {}; {:.2} M MACs\nwrote {}",
+        "picked member {} (archive id; also RUN/pareto.json#{}) of {} ({} of {} within limits): {why}\n  top-1 predicted {}, measured {}; latency {:.2} ms ({}); SRAM {}; flash {}; {:.2} M MACs\nwrote {}",
+        chosen.id,
         chosen.id,
         a.run.display(),
         ok.len(),
@@ -136,7 +134,7 @@ pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
         pct(chosen.acc_predicted),
         pct(chosen.acc_measured),
         chosen.latency,
-        crate::search::latency::LATENCY_LABEL,
+        file.latency_short,
         crate::size::Human(chosen.sram),
         crate::size::Human(chosen.flash),
         chosen.macs as f64 / 1e6,

@@ -1,7 +1,6 @@
 //! `nas plot`: report plots of a search run or of one arch.
 
 use super::Outcome;
-use crate::arch::Arch;
 use crate::plot::{RunPlotData, layers_plot, run_plots};
 use std::path::PathBuf;
 
@@ -25,8 +24,8 @@ pub(crate) struct FrontArgs {
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct LayersArgs {
-    /// Arch JSON file.
-    arch: PathBuf,
+    /// Arch JSON file, or `RUN/pareto.json#ID` (archive id).
+    arch: String,
     /// Search space [default: the shipped space the arch names].
     #[arg(long)]
     space: Option<String>,
@@ -38,6 +37,21 @@ pub(crate) struct LayersArgs {
     out: Option<PathBuf>,
 }
 
+/// `X_layers` beside an arch file `X.json`; `RUN/layers_ID` for the member `RUN/pareto.json#ID`.
+fn layers_stem(spec: &str) -> std::path::PathBuf {
+    let (path, id) = match spec.rsplit_once('#') {
+        Some((p, id)) => (std::path::Path::new(p), Some(id)),
+        None => (std::path::Path::new(spec), None),
+    };
+    match id {
+        Some(id) => path.with_file_name(format!("layers_{id}")),
+        None => {
+            let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "arch".into());
+            path.with_file_name(format!("{name}_layers"))
+        }
+    }
+}
+
 pub(crate) fn run(p: Plot) -> anyhow::Result<Outcome> {
     let files = match p {
         Plot::Front(a) => {
@@ -47,13 +61,10 @@ pub(crate) fn run(p: Plot) -> anyhow::Result<Outcome> {
             run_plots(&data, &out)?
         }
         Plot::Layers(a) => {
-            let arch = Arch::from_path(&a.arch)?;
+            let arch = crate::search::output::read_arch_spec(&a.arch)?;
             let space = crate::space::resolve(a.space.as_deref().unwrap_or(&arch.space))?;
-            arch.validate(&space, &a.arch.display().to_string())?;
-            let stem = a.out.unwrap_or_else(|| {
-                let name = a.arch.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "arch".into());
-                a.arch.with_file_name(format!("{name}_layers"))
-            });
+            arch.validate(&space, &a.arch)?;
+            let stem = a.out.unwrap_or_else(|| layers_stem(&a.arch));
             if let Some(parent) = stem.parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent).map_err(|e| anyhow::anyhow!("creating {}: {e}", parent.display()))?;
             }

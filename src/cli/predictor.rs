@@ -61,18 +61,9 @@ pub(crate) struct BuildArgs {
 /// Up to `n` archs of `run`'s Pareto set, evenly spread over predicted accuracy.
 #[cfg(feature = "supernet")]
 fn front_archs(run: &std::path::Path, n: usize) -> anyhow::Result<Vec<crate::arch::Arch>> {
-    use anyhow::Context;
-    let path = run.join("pareto.json");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading search run {}", path.display()))?;
-    let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    let members = v["members"].as_array().with_context(|| format!("{}: no `members` list", path.display()))?;
-    let mut scored: Vec<(f64, crate::arch::Arch)> = members
-        .iter()
-        .map(|m| {
-            let arch = serde_json::from_value(m["arch"].clone()).with_context(|| format!("{}: bad arch in members", path.display()))?;
-            Ok((m["metrics"]["acc_predicted"].as_f64().unwrap_or(0.0), arch))
-        })
-        .collect::<anyhow::Result<_>>()?;
+    let file = crate::search::output::ParetoFile::read(&run.join("pareto.json"))?;
+    let mut scored: Vec<(f64, crate::arch::Arch)> =
+        file.members.iter().map(|m| (m.metrics["acc_predicted"].as_f64().unwrap_or(0.0), m.arch.clone())).collect();
     scored.sort_by(|a, b| b.0.total_cmp(&a.0));
     let take = n.min(scored.len());
     Ok((0..take).map(|i| scored[i * scored.len() / take.max(1)].1.clone()).collect())
@@ -122,6 +113,18 @@ fn build(a: BuildArgs) -> anyhow::Result<Outcome> {
     use anyhow::Context;
     if a.samples < 10 {
         anyhow::bail!("--samples {}: need at least 10 subnets for an 80/20 split", a.samples);
+    }
+    // Checked before the subnets are measured, which takes most of the command's time.
+    super::check_range("--samples", a.samples, 10, 1_000_000, "subnets to measure")?;
+    if a.hidden.is_empty() {
+        anyhow::bail!("--hidden: expected at least one layer width, e.g. 400,400,400");
+    }
+    for &h in &a.hidden {
+        super::check_range("--hidden", h, 1, 4096, "units per hidden layer; each layer's weights are allocated at once")?;
+    }
+    super::check_range("--epochs", a.epochs, 1, 100_000, "MLP training epochs")?;
+    if !(a.lr.is_finite() && a.lr > 0.0 && a.lr <= 10.0) {
+        anyhow::bail!("--lr {}: expected a learning rate in (0, 10]", a.lr);
     }
     let device: crate::supernet::DeviceChoice = a.device.parse()?;
     let start = std::time::Instant::now();

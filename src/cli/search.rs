@@ -4,10 +4,11 @@ use super::{Outcome, size_arg};
 use crate::board::{Board, Boards};
 use crate::latency::{LatencyTable, TableLatencyModel};
 use crate::predictor::{AccuracyModel, MlpPredictor};
+use crate::run_folder::RunFolder;
 use crate::search::latency::{LatencyModel, MacsPerCycleModel};
 use crate::search::objectives::{Budget, Objective, parse_objectives};
 use crate::search::output::{self, Measured, RunInfo};
-use crate::search::{Evaluator, STATE_FILE, Search, SearchConfig, SearchError};
+use crate::search::{Evaluator, Search, SearchConfig, SearchError};
 use crate::size::Human;
 use anyhow::Context;
 use std::path::{Path, PathBuf};
@@ -59,8 +60,11 @@ pub(crate) struct Args {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Continue the search saved in --out (only --generations may differ).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "force")]
     pub resume: bool,
+    /// Delete what --out holds (an earlier run's files) and start afresh.
+    #[arg(long)]
+    pub force: bool,
     /// Front members measured on the supernet at the end (spread over predicted accuracy).
     #[arg(long, default_value_t = 8)]
     pub measure: usize,
@@ -152,6 +156,8 @@ pub(crate) fn default_assets(space: &str) -> (PathBuf, PathBuf) {
 }
 
 pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
+    super::check_range("--population", a.population, 4, 100_000, "archs per generation, all kept in memory with their costs")?;
+    super::check_range("--generations", a.generations, 0, 1_000_000, "generations after the initial population")?;
     let space = crate::space::resolve(&a.space)?;
     let boards = Boards::shipped()?;
     let board = boards.get(&a.board)?.clone();
@@ -195,20 +201,10 @@ pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
         }
         Err(e) => return Err(e.into()),
     };
-    std::fs::create_dir_all(&out).with_context(|| format!("creating run folder {}", out.display()))?;
+    let folder = RunFolder::open(&out, super::start(a.resume, a.force), "search")?;
     if a.resume {
         search.resume(&out)?;
         eprintln!("resuming {} at generation {} of {}", out.display(), search.generation, a.generations);
-    } else {
-        if out.join(STATE_FILE).exists() {
-            eprintln!("note: replacing the previous search in {} (pass --resume to continue it instead)", out.display());
-        }
-        for f in [STATE_FILE, crate::search::LOG_FILE] {
-            let p = out.join(f);
-            if p.exists() {
-                std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
-            }
-        }
     }
     println!(
         "search: space {}, board {} ({} {} MHz), budget SRAM {} flash {}{}; objectives {}; population {}, {} generations, seed {}",
@@ -224,7 +220,7 @@ pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
         a.generations,
         a.seed
     );
-    println!("latency: {}", search.eval.latency_label());
+    println!("latency: {} (provenance in {})", search.eval.latency_short_label(), out.join("pareto.json").display());
     if let Some(l) = search.eval.accuracy_label() {
         println!("accuracy: predicted by {l}");
     }
@@ -255,8 +251,10 @@ pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
     let info = RunInfo {
         board: board.name.clone(),
         latency_label: search.eval.latency_label(),
+        latency_short: search.eval.latency_short_label(),
         accuracy_label: search.eval.accuracy_label().map(|l| format!("predicted by {l}")),
         measured_label,
+        run_id: folder.id().to_string(),
     };
     let mut df = output::archive_frame(&search, &pareto, &measured).context("building the archive table")?;
     output::write_frame(&mut df, &out, "archive")?;
@@ -287,7 +285,7 @@ pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
         search_secs,
         search.hypervolume.last().unwrap_or(&0.0),
     );
-    println!("Pareto front: {} archs (latency_ms* = {})", pareto.len(), info.latency_label);
+    println!("Pareto front: {} archs (latency_ms* = {})", pareto.len(), info.latency_short);
     print!("{}", output::summary_table(&search, &pareto, &measured, a.rows));
     if let Some(l) = &info.measured_label {
         println!("acc_meas%: {l}");

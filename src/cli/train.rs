@@ -18,8 +18,11 @@ pub(crate) struct Args {
     out: Option<PathBuf>,
     /// Continue from the run folder's latest checkpoint (exactly where the last completed
     /// epoch left off); starts afresh if the folder has no checkpoint.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "force")]
     resume: bool,
+    /// Delete what --out holds (an earlier run's files) and start afresh.
+    #[arg(long)]
+    force: bool,
     /// Compute backend: cpu, wgpu, vulkan or cuda.
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -54,15 +57,10 @@ pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
     let device: DeviceChoice = a.device.parse()?;
     let mut exp = Experiment::from_path(&a.experiment)?;
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&exp.name));
-    let existing = checkpoint::find(&out)?;
+    // Only a resumed run reads the folder's checkpoint; a fresh one is refused or cleared when
+    // the trainer claims the folder.
+    let existing = if a.resume { checkpoint::find(&out)? } else { None };
     if let Some(dir) = &existing {
-        if !a.resume {
-            anyhow::bail!(
-                "run folder {} already holds a checkpoint ({}): pass --resume to continue it or --out to start a new run",
-                out.display(),
-                dir.display()
-            );
-        }
         if a.batch_size.is_some() || a.lr.is_some() || a.seed.is_some() || a.max_train_images.is_some() {
             anyhow::bail!("--batch-size, --lr, --seed and --max-train-images cannot change a resumed run (only --epochs and --data)");
         }
@@ -96,8 +94,13 @@ pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
         exp.data.max_train_images = v;
     }
     exp.validate("after command-line overrides")?;
-    let opts =
-        TrainOptions { out: out.clone(), device, resume: existing.is_some(), progress: !a.quiet, checkpoint_every: a.checkpoint_every };
+    let opts = TrainOptions {
+        out: out.clone(),
+        device,
+        start: super::start(a.resume, a.force),
+        progress: !a.quiet,
+        checkpoint_every: a.checkpoint_every,
+    };
     let mut trainer = Trainer::new(exp, &opts).with_context(|| format!("setting up run {}", out.display()))?;
     eprintln!(
         "training {} on {} ({} train / {} val / {} calib images, {} steps per epoch, device {device}) into {}",

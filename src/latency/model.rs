@@ -7,6 +7,7 @@ use crate::board::Board;
 use crate::ir::Network;
 use crate::search::latency::{LatencyModel, MacsPerCycleModel};
 use std::collections::HashMap;
+use std::path::Path;
 
 /// Where a layer's latency came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -191,6 +192,17 @@ impl TableLatencyModel {
 }
 
 impl LatencyModel for TableLatencyModel {
+    fn short_label(&self) -> String {
+        let file = Path::new(&self.name).file_name().map_or(self.name.clone(), |f| f.to_string_lossy().into_owned());
+        // The target's first word says where it ran (`qemu-system-arm ...`, `board`).
+        let target =
+            if self.provenance.target.starts_with("qemu") { "QEMU" } else { self.provenance.target.split(' ').next().unwrap_or("") };
+        match self.unit {
+            Unit::Instructions => format!("table {file} ({target} instructions x CPI {}, estimate)", self.cycles_per_unit),
+            Unit::Cycles => format!("table {file} (cycles measured on {target})"),
+        }
+    }
+
     fn latency_ms(&self, net: &Network, _macs: u64) -> f64 {
         let cycles: f64 = (0..net.layers.len()).map(|i| self.key_cycles(&OpKey::of_layer(net, i)).0).sum();
         cycles / (self.clock_mhz * 1e3)

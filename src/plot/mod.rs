@@ -133,6 +133,8 @@ pub struct RunPlotData {
     pub objectives: Vec<Objective>,
     /// Hypervolume after each generation.
     pub hypervolume: Vec<f64>,
+    /// Where the latencies come from, in a few words (the latency axis says it).
+    pub latency_label: String,
 }
 
 impl RunPlotData {
@@ -142,6 +144,7 @@ impl RunPlotData {
         RunPlotData {
             space: search.eval.space.name.clone(),
             board: info.board.clone(),
+            latency_label: info.latency_short.clone(),
             points: search
                 .archive
                 .records
@@ -174,6 +177,7 @@ impl RunPlotData {
                 .with_context(|| format!("reading {} (is {} a `nas search` run folder?)", pj.display(), dir.display()))?,
         )
         .with_context(|| format!("parsing {}", pj.display()))?;
+        crate::run_folder::check_belongs(&pj, meta["run_id"].as_str()).map_err(|e| anyhow::anyhow!(e))?;
         let budget: Budget = serde_json::from_value(meta["budget"].clone()).with_context(|| format!("{}: field budget", pj.display()))?;
         let objectives: Vec<Objective> =
             serde_json::from_value(meta["objectives"].clone()).with_context(|| format!("{}: field objectives", pj.display()))?;
@@ -207,6 +211,8 @@ impl RunPlotData {
             .collect();
         Ok(RunPlotData {
             space: meta["space"].as_str().unwrap_or("?").to_string(),
+            // Runs from before the short label recorded only the MACs/cycle estimate's.
+            latency_label: meta["latency_short"].as_str().unwrap_or(crate::search::latency::LATENCY_LABEL).to_string(),
             board: meta["board"].as_str().unwrap_or("?").to_string(),
             points,
             budget,
@@ -227,13 +233,13 @@ fn axis(o: Objective, p: &RunPoint) -> Option<f64> {
     }
 }
 
-fn axis_label(o: Objective) -> &'static str {
+fn axis_label(o: Objective, latency: &str) -> String {
     match o {
-        Objective::Acc => "top-1 accuracy, predicted (%)",
-        Objective::Latency => "latency, estimate from MACs/cycle model (ms)",
-        Objective::Sram => "peak SRAM: arena + runtime (KiB)",
-        Objective::Flash => "flash (KiB)",
-        Objective::Macs => "MACs (millions)",
+        Objective::Acc => "top-1 accuracy, predicted (%)".into(),
+        Objective::Latency => format!("latency, {latency} (ms)"),
+        Objective::Sram => "peak SRAM: arena + runtime (KiB)".into(),
+        Objective::Flash => "flash (KiB)".into(),
+        Objective::Macs => "MACs (millions)".into(),
     }
 }
 
@@ -356,8 +362,8 @@ pub fn pareto_plot(data: &RunPlotData, x: Objective, y: Objective, stem: &Path) 
             let (fx, fy) = (tick_format(&xr), tick_format(&yr));
             chart
                 .configure_mesh()
-                .x_desc(axis_label(x))
-                .y_desc(axis_label(y))
+                .x_desc(axis_label(x, &data.latency_label))
+                .y_desc(axis_label(y, &data.latency_label))
                 .x_label_formatter(&fx)
                 .y_label_formatter(&fy)
                 .axis_desc_style((FAMILY, 18))

@@ -45,8 +45,11 @@ pub struct UnknownCore {
 pub trait LatencyModel: Send + Sync {
     /// Latency of one inference of `net`, whose total MACs are `macs`, in milliseconds.
     fn latency_ms(&self, net: &Network, macs: u64) -> f64;
-    /// How outputs label the figures (e.g. [`LATENCY_LABEL`] or "measured on ...").
+    /// How outputs label the figures (e.g. [`LATENCY_LABEL`] or "measured on ..."), with the
+    /// full provenance: what run folders record.
     fn label(&self) -> String;
+    /// A few words for tables, plot axes and messages (the provenance stays in [`Self::label`]).
+    fn short_label(&self) -> String;
 }
 
 /// The MACs-per-cycle estimate of one board (see the module docs).
@@ -103,6 +106,10 @@ impl LatencyModel for MacsPerCycleModel {
 
     fn label(&self) -> String {
         format!("{LATENCY_LABEL}: {} {} MHz, {} MACs/cycle", self.core, self.clock_mhz, self.macs_per_cycle)
+    }
+
+    fn short_label(&self) -> String {
+        LATENCY_LABEL.to_string()
     }
 }
 

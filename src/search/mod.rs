@@ -200,6 +200,11 @@ impl Evaluator {
         self.latency.label()
     }
 
+    /// The latency model's short label (tables, plot axes, messages).
+    pub fn latency_short_label(&self) -> String {
+        self.latency.short_label()
+    }
+
     /// The accuracy model's description, if any.
     pub fn accuracy_label(&self) -> Option<String> {
         self.accuracy.as_ref().map(|a| a.describe())
@@ -230,7 +235,7 @@ impl Evaluator {
             min_sram: format!("{} ({} bytes)", Human(min_sram), min_sram),
             min_flash: format!("{} ({} bytes)", Human(min_flash), min_flash),
             min_latency: if self.budget.latency_ms.is_some() {
-                format!(" and latency {min_lat:.2} ms ({})", latency::LATENCY_LABEL)
+                format!(" and latency {min_lat:.2} ms ({})", self.latency.short_label())
             } else {
                 String::new()
             },

@@ -122,10 +122,14 @@ pub struct RunInfo {
     pub board: String,
     /// How latencies were obtained.
     pub latency_label: String,
+    /// The same in a few words (tables, plot axes).
+    pub latency_short: String,
     /// How predicted accuracies were obtained (None: accuracy not searched).
     pub accuracy_label: Option<String>,
     /// How measured accuracies were obtained (None: nothing measured).
     pub measured_label: Option<String>,
+    /// Id of the run (its folder's `run.json`), carried by `pareto.json`.
+    pub run_id: String,
 }
 
 /// Per-layer rows as columns (one array per field), which keeps `pareto.json` compact.
@@ -146,11 +150,13 @@ fn layer_columns(rows: &[LayerRow]) -> serde_json::Value {
 /// with its metrics and per-layer memory (`layers`: one array per field, in execution order).
 pub fn write_pareto_json(search: &Search, pareto: &[usize], measured: &Measured, info: &RunInfo, dir: &Path) -> Result<(), OutputError> {
     let head = serde_json::json!({
+        "run_id": info.run_id,
         "space": search.eval.space.name,
         "board": info.board,
         "budget": search.eval.budget,
         "objectives": search.eval.objectives,
         "latency": info.latency_label,
+        "latency_short": info.latency_short,
         "accuracy_predicted": info.accuracy_label,
         "accuracy_measured": info.measured_label,
         "generations": search.generation,
@@ -240,4 +246,80 @@ pub fn summary_table(search: &Search, pareto: &[usize], measured: &Measured, max
         s.push_str(&format!("... {} more in pareto.json\n", rows.len() - max_rows));
     }
     s
+}
+
+/// A `pareto.json` could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ReadError(pub String);
+
+/// One front member of a `pareto.json`.
+#[derive(Debug, Clone)]
+pub struct ParetoMember {
+    /// Archive id: the `id` column of the search's tables.
+    pub id: usize,
+    /// The subnet.
+    pub arch: crate::arch::Arch,
+    /// Its metrics object, as written by [`write_pareto_json`].
+    pub metrics: serde_json::Value,
+}
+
+/// A search's `pareto.json`, read back.
+#[derive(Debug, Clone)]
+pub struct ParetoFile {
+    /// Objectives searched.
+    pub objectives: Vec<super::objectives::Objective>,
+    /// Short label of the latencies.
+    pub latency_short: String,
+    /// Front members, in file order.
+    pub members: Vec<ParetoMember>,
+}
+
+impl ParetoFile {
+    /// Read `path`, refusing a file another run left in the folder (see
+    /// [`crate::run_folder::check_belongs`]).
+    pub fn read(path: &Path) -> Result<Self, ReadError> {
+        let err = |message: String| ReadError(format!("{}: {message}", path.display()));
+        let text =
+            std::fs::read_to_string(path).map_err(|e| err(format!("{e} (expected the pareto.json of a `nas search` run folder)")))?;
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| err(format!("not valid JSON: {e}")))?;
+        crate::run_folder::check_belongs(path, v["run_id"].as_str()).map_err(err)?;
+        let objectives = serde_json::from_value(v["objectives"].clone()).map_err(|e| err(format!("field objectives: {e}")))?;
+        let list = v["members"].as_array().ok_or_else(|| err("no `members` array".into()))?;
+        let mut members = Vec::with_capacity(list.len());
+        for (i, m) in list.iter().enumerate() {
+            let id = m["id"].as_u64().ok_or_else(|| err(format!("members[{i}] has no id")))? as usize;
+            let arch = serde_json::from_value(m["arch"].clone()).map_err(|e| err(format!("members[{i}].arch: {e}")))?;
+            members.push(ParetoMember { id, arch, metrics: m["metrics"].clone() });
+        }
+        let latency_short = v["latency_short"].as_str().unwrap_or(super::latency::LATENCY_LABEL).to_string();
+        Ok(ParetoFile { objectives, latency_short, members })
+    }
+
+    /// The member with archive id `id`.
+    pub fn member(&self, id: usize) -> Option<&ParetoMember> {
+        self.members.iter().find(|m| m.id == id)
+    }
+}
+
+/// The arch of `spec`: an arch JSON file, or `RUN/pareto.json#ID` for the front member with
+/// archive id `ID` (the `id` column of `nas search`'s table and of `nas pick`).
+pub fn read_arch_spec(spec: &str) -> Result<crate::arch::Arch, ReadError> {
+    let Some((path, n)) = spec.rsplit_once('#') else {
+        return crate::arch::Arch::from_path(Path::new(spec)).map_err(|e| ReadError(e.to_string()));
+    };
+    let err = |message: String| ReadError(format!("{spec}: {message}"));
+    let id: usize = n
+        .parse()
+        .map_err(|_| err(format!("`{n}` after # is not an archive id (expected RUN/pareto.json#ID, ID from the search's `id` column)")))?;
+    let file = ParetoFile::read(Path::new(path))?;
+    let m = file.member(id).ok_or_else(|| {
+        let ids: Vec<String> = file.members.iter().take(12).map(|m| m.id.to_string()).collect();
+        let more = if file.members.len() > 12 { ", ..." } else { "" };
+        err(format!(
+            "no front member has archive id {id} (#ID takes the id printed by `nas search` and `nas pick`; this front's ids: {}{more})",
+            ids.join(", ")
+        ))
+    })?;
+    Ok(m.arch.clone())
 }

@@ -100,7 +100,13 @@ pub fn synthetic_trainer(cfg: &BenchConfig, space: &SearchSpace, out: &Path) -> 
         },
         train: TrainConfig { batch_size: cfg.batch_size, random_subnets: cfg.random_subnets, epochs: 1, ..TrainConfig::default() },
     };
-    let opts = TrainOptions { out: out.to_path_buf(), device: cfg.device, resume: false, progress: false, checkpoint_every: 0 };
+    let opts = TrainOptions {
+        out: out.to_path_buf(),
+        device: cfg.device,
+        start: crate::run_folder::Start::Force,
+        progress: false,
+        checkpoint_every: 0,
+    };
     Trainer::with_data(exp, ds, PathBuf::from("<synthetic>"), &opts)
 }
 

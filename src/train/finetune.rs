@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use super::{EpochStats, Experiment, FinetuneSpec, ScheduleKind, TrainError, TrainOptions, Trainer, checkpoint, load_data};
 use crate::arch::Arch;
 use crate::data::Split;
+use crate::run_folder::{RunFolder, Start};
 
 /// A fine-tuning request: what to train, from which supernet, how.
 #[derive(Debug, Clone)]
@@ -140,14 +141,10 @@ pub fn resolve_data(recorded: &Path, data: Option<&Path>) -> Result<PathBuf, Tra
 /// recorded arch, supernet and settings; only `req.epochs` and `req.data` apply).
 pub fn finetuner(req: &FinetuneRequest, opts: &TrainOptions) -> Result<Trainer, TrainError> {
     req.check()?;
-    if let Some(dir) = checkpoint::find(&opts.out)? {
-        if !opts.resume {
-            return Err(TrainError::Config(format!(
-                "{} already holds a checkpoint ({}): pass --resume to continue it or --out to start a new run",
-                opts.out.display(),
-                dir.display()
-            )));
-        }
+    // Claimed first: a busy folder, or one holding another run, fails before any loading.
+    let run = RunFolder::open(&opts.out, opts.start, "finetune")?;
+    let existing = if opts.start == Start::Resume { checkpoint::find(&opts.out)? } else { None };
+    if let Some(dir) = existing {
         let meta = checkpoint::load_meta(&dir)?;
         let spec = meta.finetune.clone().ok_or_else(|| TrainError::Checkpoint {
             path: dir.clone(),
@@ -164,7 +161,7 @@ pub fn finetuner(req: &FinetuneRequest, opts: &TrainOptions) -> Result<Trainer, 
         exp.validate("of the resumed fine-tuning run")?;
         let data_path = resolve_data(&meta.data_path, req.data.as_deref())?;
         let data = load_data(&data_path, Split::Train)?;
-        return Trainer::finetune(exp, data, data_path, opts, spec);
+        return Trainer::finetune(exp, data, data_path, opts, spec, run);
     }
     let dir = checkpoint::require(&req.supernet)?;
     let meta = checkpoint::load_meta(&dir)?;
@@ -180,7 +177,7 @@ pub fn finetuner(req: &FinetuneRequest, opts: &TrainOptions) -> Result<Trainer, 
     exp.data.path = data_path.clone();
     let data = load_data(&data_path, Split::Train)?;
     let spec = FinetuneSpec { arch: req.arch.clone(), supernet: req.supernet.clone(), kd_weight: req.kd_weight, ema_decay: req.ema_decay };
-    Trainer::finetune(exp, data, data_path, &TrainOptions { resume: false, ..opts.clone() }, spec)
+    Trainer::finetune(exp, data, data_path, opts, spec, run)
 }
 
 /// Run `nas finetune` to the end: returns the per-epoch statistics of the epochs trained now.

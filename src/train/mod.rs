@@ -32,6 +32,7 @@ use crate::data::{
     AugmentConfig, Batch, Dataset, Loader, LoaderConfig, Normalization, Split, Splits, batch_from_indices, split_train_val_calib,
 };
 use crate::ir::{Network, lower};
+use crate::run_folder::{RunFolder, Start};
 use crate::space::SearchSpace;
 use crate::supernet::{BnMode, DeviceChoice, Supernet, SupernetError, accuracy, batch_tensor, recalibrate};
 pub use checkpoint::{CheckpointMeta, EpochProgress, FinetuneSpec};
@@ -83,6 +84,9 @@ pub enum TrainError {
     /// Supernet error (device, shapes).
     #[error(transparent)]
     Supernet(#[from] SupernetError),
+    /// The run folder is busy, or holds another run.
+    #[error(transparent)]
+    RunFolder(#[from] crate::run_folder::RunFolderError),
 }
 
 /// Run-time options of [`Trainer`] besides the experiment.
@@ -92,8 +96,9 @@ pub struct TrainOptions {
     pub out: PathBuf,
     /// Backend.
     pub device: DeviceChoice,
-    /// Continue from the run folder's latest checkpoint.
-    pub resume: bool,
+    /// A fresh run (into an empty folder, or clearing it), or the continuation of the run in
+    /// the folder from its latest checkpoint.
+    pub start: Start,
     /// Draw a progress bar on stderr.
     pub progress: bool,
     /// Also checkpoint every this many optimiser steps inside an epoch (0: only at epoch ends).
@@ -227,6 +232,8 @@ pub struct Trainer {
     largest: Network,
     smallest: Network,
     finetune: Option<Finetune>,
+    /// The locked run folder (released when the trainer is dropped).
+    _run: RunFolder,
 }
 
 /// A fine-tuning run's subnet and its optional teacher.
@@ -241,6 +248,28 @@ struct Finetune {
     ema: Option<Supernet>,
 }
 
+/// A run starting without a checkpoint must not append to an earlier run's files (a run killed
+/// before its first checkpoint leaves a `metrics.csv`, say).
+fn refuse_leftovers(out: &Path) -> Result<(), TrainError> {
+    let io = |e: std::io::Error| TrainError::Io { path: out.to_path_buf(), message: e.to_string() };
+    let mut left = Vec::new();
+    for e in std::fs::read_dir(out).map_err(io)? {
+        let name = e.map_err(io)?.file_name().to_string_lossy().into_owned();
+        if name != crate::run_folder::LOCK_FILE && name != crate::run_folder::RUN_FILE {
+            left.push(name);
+        }
+    }
+    if left.is_empty() {
+        return Ok(());
+    }
+    left.sort();
+    Err(TrainError::Config(format!(
+        "run folder {} holds files of an earlier run ({}) but no checkpoint to resume from: pass --force to delete them and start afresh, or choose another --out",
+        out.display(),
+        left.join(", ")
+    )))
+}
+
 impl Trainer {
     /// Load the data and build (or, with `opts.resume`, restore) a run.
     ///
@@ -248,14 +277,17 @@ impl Trainer {
     /// run folder's latest checkpoint; `experiment` should be the checkpoint's experiment (see
     /// [`CheckpointMeta::experiment`]), possibly with more epochs, or the run is not exact.
     pub fn new(experiment: Experiment, opts: &TrainOptions) -> Result<Self, TrainError> {
+        // The folder is claimed before the data loads, so a busy or non-empty one fails at once.
+        let run = RunFolder::open(&opts.out, opts.start, "train")?;
         let data_path = experiment.data_path();
         let data = load_data(&data_path, Split::Train)?;
-        Self::with_data(experiment, data, data_path, opts)
+        Self::build(experiment, data, data_path, opts, None, run)
     }
 
     /// Like [`Trainer::new`] with an already loaded training split.
     pub fn with_data(experiment: Experiment, data: Dataset, data_path: PathBuf, opts: &TrainOptions) -> Result<Self, TrainError> {
-        Self::build(experiment, data, data_path, opts, None)
+        let run = RunFolder::open(&opts.out, opts.start, "train")?;
+        Self::build(experiment, data, data_path, opts, None, run)
     }
 
     /// A fine-tuning run of `spec.arch` (or, with `opts.resume` and a checkpoint in
@@ -267,8 +299,9 @@ impl Trainer {
         data_path: PathBuf,
         opts: &TrainOptions,
         spec: FinetuneSpec,
+        run: RunFolder,
     ) -> Result<Self, TrainError> {
-        Self::build(experiment, data, data_path, opts, Some(spec))
+        Self::build(experiment, data, data_path, opts, Some(spec), run)
     }
 
     fn build(
@@ -277,10 +310,14 @@ impl Trainer {
         data_path: PathBuf,
         opts: &TrainOptions,
         finetune: Option<FinetuneSpec>,
+        run: RunFolder,
     ) -> Result<Self, TrainError> {
         let inference = opts.device.device()?;
         let device = inference.clone().autodiff();
-        let resume_from = if opts.resume { checkpoint::find(&opts.out)? } else { None };
+        let resume_from = if opts.start == Start::Resume { checkpoint::find(&opts.out)? } else { None };
+        if resume_from.is_none() {
+            refuse_leftovers(&opts.out)?;
+        }
         let meta = match &resume_from {
             Some(dir) => Some(checkpoint::load_meta(dir)?),
             None => None,
@@ -396,6 +433,7 @@ impl Trainer {
             largest,
             smallest,
             finetune,
+            _run: run,
         };
         trainer.load_teacher(&inference)?;
         Ok(trainer)

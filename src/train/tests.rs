@@ -41,7 +41,8 @@ fn synthetic(n: usize) -> Dataset {
 }
 
 fn opts(out: &Path, resume: bool) -> TrainOptions {
-    TrainOptions { out: out.to_path_buf(), device: DeviceChoice::Cpu, resume, progress: false, checkpoint_every: 0 }
+    let start = if resume { crate::run_folder::Start::Resume } else { crate::run_folder::Start::Fresh };
+    TrainOptions { out: out.to_path_buf(), device: DeviceChoice::Cpu, start, progress: false, checkpoint_every: 0 }
 }
 
 #[test]
@@ -62,7 +63,9 @@ fn resume_reproduces_the_next_step_exactly() {
     let lr0 = a.lr_at(a.step);
     let s_a = [a.train_step(&batches[0], 1, 0, lr0).unwrap(), a.train_step(&batches[1], 1, 1, a.lr_at(4)).unwrap()];
 
-    // ...and a fresh process resuming from the checkpoint does exactly the same.
+    // ...and a fresh process resuming from the checkpoint does exactly the same (once the first
+    // has released the run folder).
+    drop(a);
     let mut b = Trainer::with_data(exp, synthetic(60), "<synthetic>".into(), &opts(&out, true)).unwrap();
     assert_eq!((b.epoch, b.step), (1, 3));
     let batches_b: Vec<Batch> = b.loader(1, 0).unwrap().take(2).collect();
