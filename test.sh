@@ -1,20 +1,39 @@
 #!/usr/bin/env bash
 # The project's test command (see README): installs what the tests need, then runs the suite.
-# A warm cargo target directory is reused when present (CARGO_TARGET_DIR, default
-# ~/.cache/tinynas-target); the tests never depend on anything else outside this checkout.
+# It builds into cargo's usual target folder (./target, or $CARGO_TARGET_DIR when set), the one
+# `cargo run --release` uses, so the README's two commands share one build. The tests never
+# depend on anything outside this checkout that this script does not install.
 set -euo pipefail
 cd "$(dirname "$0")"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tinynas-target}"
-# LiteRT (the TFLite interpreter) for tests/export.rs, installed once; without it that test skips
-# its LiteRT comparison loudly.
-python3 -c "import ai_edge_litert, numpy" 2>/dev/null ||
-    python3 -m pip install --quiet --disable-pip-version-check ai-edge-litert numpy ||
+# Tests that cannot run here skip loudly and are listed at the end (a skip is not a pass); what
+# this script managed to install is required, so a test needing it fails instead of skipping.
+TINYNAS_SKIP_LOG="$(mktemp)"
+export TINYNAS_SKIP_LOG
+required=()
+report_skips() {
+    if [ -s "$TINYNAS_SKIP_LOG" ]; then
+        echo "test.sh: SKIPPED, not counted as passed:" >&2
+        sort -u "$TINYNAS_SKIP_LOG" | sed 's/^/  /' >&2
+    fi
+    rm -f "$TINYNAS_SKIP_LOG"
+}
+trap report_skips EXIT
+# LiteRT (the TFLite interpreter) for tests/export.rs, installed once.
+if python3 -c "import ai_edge_litert, numpy" 2>/dev/null ||
+    python3 -m pip install --quiet --disable-pip-version-check ai-edge-litert numpy; then
+    required+=(litert)
+else
     echo "test.sh: could not install ai-edge-litert; tests/export.rs will skip the LiteRT comparison" >&2
+fi
 # The Arm cross compiler and QEMU for tests/codegen.rs, tests/latency.rs and the codegen unit
-# tests (Debian packages; qemu-system-arm from bookworm-backports); without them those tests skip
-# loudly.
-./scripts/install-mcu-tools.sh ||
+# tests (Debian packages; qemu-system-arm from bookworm-backports).
+if ./scripts/install-mcu-tools.sh; then
+    required+=(mcu)
+else
     echo "test.sh: could not install the Arm toolchain / QEMU; the Cortex-M tests will skip" >&2
+fi
+TINYNAS_REQUIRE="$(IFS=,; echo "${required[*]}")"
+export TINYNAS_REQUIRE
 # Release profile only: one build of burn serves the tests, the benchmarks and the binary.
 cargo build --release --all-targets
 cargo test --release --all-targets

@@ -148,7 +148,8 @@ fn export_c_of_the_shipped_supernet_verifies_end_to_end() {
     // cost model) and runs it in QEMU (outputs equal the host's).
     for tool in ["cc", "arm-none-eabi-gcc", "qemu-system-arm"] {
         if tinynas::codegen::tools::find(tool).is_err() {
-            eprintln!("\n*** SKIPPING export --verify: {tool} not found (scripts/install-mcu-tools.sh installs it) ***\n");
+            let why = format!("{tool} not found (scripts/install-mcu-tools.sh installs it)");
+            tinynas::test_skip::skip(tinynas::test_skip::Need::McuTools, "export --verify", &why);
             return;
         }
     }

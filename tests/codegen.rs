@@ -27,7 +27,7 @@ use tinynas::space::SearchSpace;
 fn tools_present() -> bool {
     for t in ["arm-none-eabi-gcc", "arm-none-eabi-size", "arm-none-eabi-nm", "qemu-system-arm"] {
         if let Err(e) = tools::find(t) {
-            eprintln!("\n*** SKIPPING the Cortex-M tests: {e} ***\n");
+            tinynas::test_skip::skip(tinynas::test_skip::Need::McuTools, "the Cortex-M tests", &e.to_string());
             return false;
         }
     }

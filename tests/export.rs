@@ -76,15 +76,13 @@ fn litert(model: &Path, inputs: &Path, resolver: &str, dump: bool) -> Option<ser
     let out = match cmd.output() {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("\n*** SKIPPING the LiteRT comparison: cannot run python3 ({e}); run test.sh to install it ***\n");
+            tinynas::test_skip::skip(tinynas::test_skip::Need::Litert, "the LiteRT comparison", &format!("cannot run python3 ({e}); run test.sh to install it"));
             return None;
         }
     };
     if out.status.code() == Some(3) {
-        eprintln!(
-            "\n*** SKIPPING the LiteRT comparison: {}   install with `python3 -m pip install ai-edge-litert numpy` (test.sh does) ***\n",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let why = format!("{} install with `python3 -m pip install ai-edge-litert numpy` (test.sh does)", String::from_utf8_lossy(&out.stderr).trim());
+        tinynas::test_skip::skip(tinynas::test_skip::Need::Litert, "the LiteRT comparison", &why);
         return None;
     }
     assert!(out.status.success(), "litert_check.py failed on {}:\n{}", model.display(), String::from_utf8_lossy(&out.stderr));

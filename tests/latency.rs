@@ -222,7 +222,8 @@ depths = [1, 2]
 fn mcu_tools(test: &str, tools: &[&str]) -> bool {
     for t in tools {
         if tinynas::codegen::tools::find(t).is_err() {
-            eprintln!("\n*** SKIPPING {test}: {t} not found (install it with scripts/install-mcu-tools.sh) ***\n");
+            let why = format!("{t} not found (install it with scripts/install-mcu-tools.sh)");
+            tinynas::test_skip::skip(tinynas::test_skip::Need::McuTools, test, &why);
             return false;
         }
     }

@@ -326,7 +326,7 @@ pub(crate) mod test_util {
         if dir.is_dir() {
             Some(dir)
         } else {
-            eprintln!("SKIPPING {what}: shared datasets folder {} is absent", dir.display());
+            crate::test_skip::skip(crate::test_skip::Need::Data, what, &format!("shared datasets folder {} is absent", dir.display()));
             None
         }
     }

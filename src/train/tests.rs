@@ -151,7 +151,7 @@ fn bad_data_paths_and_formats_are_reported() {
 fn training_on_fashion_mnist_learns() {
     let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets/fashion-mnist");
     if !data.is_dir() {
-        eprintln!("SKIPPING training_on_fashion_mnist_learns: {} is absent", data.display());
+        crate::test_skip::skip(crate::test_skip::Need::Data, "training_on_fashion_mnist_learns", &format!("{} is absent", data.display()));
         return;
     }
     let dir = tempfile::tempdir().unwrap();
