@@ -56,9 +56,9 @@ pub mod plot;
 pub mod predictor;
 pub mod run_folder;
 pub mod search;
-#[doc(hidden)]
-pub mod test_skip;
 #[cfg(feature = "supernet")]
 pub mod supernet;
+#[doc(hidden)]
+pub mod test_skip;
 #[cfg(feature = "supernet")]
 pub mod train;

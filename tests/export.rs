@@ -76,12 +76,19 @@ fn litert(model: &Path, inputs: &Path, resolver: &str, dump: bool) -> Option<ser
     let out = match cmd.output() {
         Ok(o) => o,
         Err(e) => {
-            tinynas::test_skip::skip(tinynas::test_skip::Need::Litert, "the LiteRT comparison", &format!("cannot run python3 ({e}); run test.sh to install it"));
+            tinynas::test_skip::skip(
+                tinynas::test_skip::Need::Litert,
+                "the LiteRT comparison",
+                &format!("cannot run python3 ({e}); run test.sh to install it"),
+            );
             return None;
         }
     };
     if out.status.code() == Some(3) {
-        let why = format!("{} install with `python3 -m pip install ai-edge-litert numpy` (test.sh does)", String::from_utf8_lossy(&out.stderr).trim());
+        let why = format!(
+            "{} install with `python3 -m pip install ai-edge-litert numpy` (test.sh does)",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
         tinynas::test_skip::skip(tinynas::test_skip::Need::Litert, "the LiteRT comparison", &why);
         return None;
     }

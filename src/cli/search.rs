@@ -65,7 +65,7 @@ pub(crate) struct Args {
     /// Delete what --out holds (an earlier run's files) and start afresh.
     #[arg(long)]
     pub force: bool,
-    /// Front members measured on the supernet at the end (spread over predicted accuracy).
+    /// Front members measured on the supernet at the end (the spread the table shows).
     #[arg(long, default_value_t = 8)]
     pub measure: usize,
     /// Dataset for the supernet measurements [default: with the shipped supernet, the shipped
@@ -86,8 +86,9 @@ pub(crate) struct Args {
     /// Do not draw the front plots.
     #[arg(long)]
     pub no_plot: bool,
-    /// Rows of the printed front table.
-    #[arg(long, default_value_t = 20)]
+    /// Rows of the printed front table: the most accurate member at rows-1 latency levels, and
+    /// the knee (the members --measure measures, when both are equal).
+    #[arg(long, default_value_t = 8)]
     pub rows: usize,
 }
 
@@ -298,21 +299,13 @@ pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
     Ok(if pareto.is_empty() { Outcome::NoFit } else { Outcome::Ok })
 }
 
-/// Up to `k` front members spread evenly over predicted accuracy (highest included).
-#[cfg_attr(not(feature = "supernet"), allow(dead_code))]
+/// The `k` front members measured on the supernet: the same spread the summary table shows
+/// (most accurate per latency level, and the knee), so its measured column is filled.
 pub(crate) fn spread_members(search: &Search, pareto: &[usize], k: usize) -> Vec<usize> {
-    let mut by_acc: Vec<usize> = pareto.to_vec();
-    let acc = |i: usize| search.archive.records[i].metrics.acc_predicted.unwrap_or(0.0);
-    by_acc.sort_by(|&a, &b| acc(b).total_cmp(&acc(a)).then(a.cmp(&b)));
-    if k == 0 || by_acc.is_empty() {
+    if k == 0 {
         return Vec::new();
     }
-    if by_acc.len() <= k {
-        return by_acc;
-    }
-    let mut picked: Vec<usize> = (0..k).map(|j| by_acc[j * (by_acc.len() - 1) / (k - 1).max(1)]).collect();
-    picked.dedup();
-    picked
+    output::spread(search, pareto, (k - 1).max(1)).into_iter().map(|(i, _)| i).take(k).collect()
 }
 
 /// Data and split the front is measured on: an explicit --data is scored on its test split when

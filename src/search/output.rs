@@ -210,26 +210,87 @@ fn pct(v: Option<f64>) -> String {
     v.map_or("-".into(), |a| format!("{:.2}", 100.0 * a))
 }
 
-/// The front as a text table, sorted by predicted accuracy (descending) or latency.
-pub fn summary_table(search: &Search, pareto: &[usize], measured: &Measured, max_rows: usize) -> String {
-    let mut rows: Vec<usize> = pareto.to_vec();
+/// Front members that show the trade-off rather than its top corner: the most accurate member
+/// at each of `levels` latency levels (evenly spaced quantiles of the front's latencies, the
+/// last being the front's slowest), then the knee (closest to the ideal point in min-max
+/// normalised objectives). Without predicted accuracy, members evenly spread over latency.
+/// Each pick comes with why it was chosen; a member chosen twice is listed once.
+pub fn spread(search: &Search, pareto: &[usize], levels: usize) -> Vec<(usize, String)> {
     let recs = &search.archive.records;
-    rows.sort_by(|&a, &b| {
-        let (ma, mb) = (&recs[a].metrics, &recs[b].metrics);
-        mb.acc_predicted
-            .unwrap_or(0.0)
-            .total_cmp(&ma.acc_predicted.unwrap_or(0.0))
-            .then(ma.latency_ms.total_cmp(&mb.latency_ms))
-            .then(a.cmp(&b))
-    });
+    let mut by_latency: Vec<usize> = pareto.to_vec();
+    by_latency.sort_by(|&a, &b| recs[a].metrics.latency_ms.total_cmp(&recs[b].metrics.latency_ms).then(a.cmp(&b)));
+    let n = by_latency.len();
+    let mut rows: Vec<(usize, String)> = Vec::new();
+    let mut push = |i: usize, why: String| {
+        if !rows.iter().any(|(j, _)| *j == i) {
+            rows.push((i, why));
+        }
+    };
+    if n == 0 || levels == 0 {
+        return rows;
+    }
+    let has_acc = recs[by_latency[0]].metrics.acc_predicted.is_some();
+    for k in 1..=levels {
+        let cut = (k * n).div_ceil(levels).clamp(1, n);
+        let within = &by_latency[..cut];
+        let limit = recs[within[cut - 1]].metrics.latency_ms;
+        if has_acc {
+            let best = within
+                .iter()
+                .copied()
+                .max_by(|&a, &b| {
+                    let (x, y) = (recs[a].metrics.acc_predicted.unwrap_or(0.0), recs[b].metrics.acc_predicted.unwrap_or(0.0));
+                    x.total_cmp(&y).then(b.cmp(&a))
+                })
+                .expect("non-empty");
+            push(best, format!("best <= {limit:.1} ms"));
+        } else {
+            push(within[cut - 1], format!("latency {limit:.1} ms"));
+        }
+    }
+    push(knee(search, pareto), "knee".into());
+    rows
+}
+
+/// The member closest to the ideal point, objectives min-max normalised over the front.
+pub fn knee(search: &Search, pareto: &[usize]) -> usize {
+    let recs = &search.archive.records;
+    let objectives = &search.eval.objectives;
+    let value = |i: usize, o: super::objectives::Objective| -> f64 {
+        use super::objectives::Objective as O;
+        let m = &recs[i].metrics;
+        match o {
+            O::Acc => -m.acc_predicted.unwrap_or(0.0),
+            O::Latency => m.latency_ms,
+            O::Sram => m.sram as f64,
+            O::Flash => m.flash as f64,
+            O::Macs => m.macs as f64,
+        }
+    };
+    let ranges: Vec<(f64, f64)> = objectives
+        .iter()
+        .map(|&o| pareto.iter().map(|&i| value(i, o)).fold((f64::MAX, f64::MIN), |(l, h), v| (l.min(v), h.max(v))))
+        .collect();
+    let dist = |i: usize| -> f64 {
+        objectives.iter().zip(&ranges).map(|(&o, &(lo, hi))| if hi > lo { ((value(i, o) - lo) / (hi - lo)).powi(2) } else { 0.0 }).sum()
+    };
+    pareto.iter().copied().min_by(|&a, &b| dist(a).total_cmp(&dist(b)).then(a.cmp(&b))).unwrap_or(0)
+}
+
+/// The front as a text table: the [`spread`] of the front (at most `max_rows` latency levels and
+/// the knee), each row saying why it was chosen, then how many more members `pareto.json` holds.
+pub fn summary_table(search: &Search, pareto: &[usize], measured: &Measured, max_rows: usize) -> String {
+    let rows = spread(search, pareto, max_rows.saturating_sub(1).max(1));
+    let recs = &search.archive.records;
     let mut s = format!(
-        "{:>6} {:>9} {:>9} {:>12} {:>10} {:>10} {:>8} {:>5} {:>4}  {}\n",
-        "id", "acc_pred%", "acc_meas%", "latency_ms*", "SRAM", "flash", "MMACs", "W", "R", "depths"
+        "{:<18} {:>6} {:>9} {:>9} {:>12} {:>10} {:>10} {:>8} {:>5} {:>4}  {}\n",
+        "chosen as", "id", "acc_pred%", "acc_meas%", "latency_ms*", "SRAM", "flash", "MMACs", "W", "R", "depths"
     );
-    for &i in rows.iter().take(max_rows) {
-        let r = &recs[i];
+    for (i, why) in &rows {
+        let (i, r) = (*i, &recs[*i]);
         s.push_str(&format!(
-            "{:>6} {:>9} {:>9} {:>12.2} {:>10} {:>10} {:>8.2} {:>5} {:>4}  {}\n",
+            "{:<18} {:>6} {:>9} {:>9} {:>12.2} {:>10} {:>10} {:>8.2} {:>5} {:>4}  {}\n",
+            why,
             i,
             pct(r.metrics.acc_predicted),
             pct(measured.get(&i).copied()),
@@ -242,8 +303,8 @@ pub fn summary_table(search: &Search, pareto: &[usize], measured: &Measured, max
             r.arch.depths().iter().map(|d| d.to_string()).collect::<Vec<_>>().join("-"),
         ));
     }
-    if rows.len() > max_rows {
-        s.push_str(&format!("... {} more in pareto.json\n", rows.len() - max_rows));
+    if pareto.len() > rows.len() {
+        s.push_str(&format!("... {} more front members in pareto.json (`nas pick` chooses among all)\n", pareto.len() - rows.len()));
     }
     s
 }
