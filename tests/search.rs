@@ -436,10 +436,16 @@ fn pareto_members_are_named_by_the_printed_archive_id() {
     let d = dir.path();
     let o = search(d, "r", &["--generations", "3"]);
     assert!(o.status.success(), "{}", text(&o));
-    // The top row of the printed table (its `id` column) is the member `#ID` names.
+    // A row of the printed table (its `id` column) is the member `#ID` names.
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    let header = out.lines().position(|l| l.trim_start().starts_with("id ")).expect("table header");
-    let top_id: usize = out.lines().nth(header + 1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    let header = out.lines().position(|l| l.starts_with("chosen as") && l.contains(" id ")).expect("table header");
+    // The row's first integer field is its id (after the reason, e.g. `best <= 33.8 ms`).
+    let top_id: usize = out.lines().nth(header + 1).unwrap().split_whitespace().find_map(|t| t.parse().ok()).unwrap();
+    // The table is a spread: the most accurate member per latency level (levels rising), then the knee.
+    let rows: Vec<&str> = out.lines().skip(header + 1).take_while(|l| !l.starts_with("...") && !l.starts_with("acc_meas")).collect();
+    assert!(rows.len() >= 3 && rows.len() <= 8 && rows.iter().filter(|r| r.contains("knee")).count() == 1, "{out}");
+    let levels: Vec<f64> = rows.iter().filter_map(|r| r.strip_prefix("best <= ")?.split_whitespace().next()?.parse().ok()).collect();
+    assert!(levels.len() + 1 >= rows.len() && levels.windows(2).all(|w| w[0] < w[1]), "{out}");
     let member = pareto(d, "r")["members"].as_array().unwrap().iter().find(|m| m["id"].as_u64() == Some(top_id as u64)).cloned().unwrap();
     let spec = format!("r/pareto.json#{top_id}");
     let o = nas(d, &["inspect", &spec, "--board", "stm32f746"]);
@@ -457,11 +463,10 @@ fn pareto_members_are_named_by_the_printed_archive_id() {
     );
     // `nas pick` says which id it picked, in the form the other commands take.
     let o = nas(d, &["pick", "r", "--rule", "best-acc", "--out", "best.json"]);
-    assert!(
-        String::from_utf8_lossy(&o.stdout).contains(&format!("picked member {top_id} (archive id; also RUN/pareto.json#{top_id})")),
-        "{}",
-        text(&o)
-    );
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let id: u64 = out.strip_prefix("picked member ").and_then(|r| r.split_whitespace().next()?.parse().ok()).expect("picked id");
+    assert!(out.contains(&format!("picked member {id} (archive id; also RUN/pareto.json#{id})")), "{}", text(&o));
+    assert!(pareto(d, "r")["members"].as_array().unwrap().iter().any(|m| m["id"].as_u64() == Some(id)), "{}", text(&o));
 }
 
 #[test]
@@ -469,19 +474,24 @@ fn a_closed_pipe_ends_quietly_and_absurd_sizes_are_refused_before_allocating() {
     let dir = setup();
     let d = dir.path();
     std::fs::write(d.join("a.json"), nas(d, &["sample", "--space", "cifar", "--seed", "1"]).stdout).unwrap();
-    // `nas inspect a.json | head -0`: the reader is gone before the first line is written.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nas"))
+    // `nas inspect a.json | head -0`, made deterministic: the pipe's read end is closed before nas
+    // starts, so its first print meets a closed pipe (O_CLOEXEC: no other child keeps a copy).
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into the array; each is then owned exactly once.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    drop(read);
+    let o = Command::new(env!("CARGO_BIN_EXE_nas"))
         .current_dir(d)
         .args(["inspect", "a.json"])
-        .stdout(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::from(write))
         .stderr(std::process::Stdio::piped())
-        .spawn()
+        .output()
         .unwrap();
-    drop(child.stdout.take());
-    let o = child.wait_with_output().unwrap();
     assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
     use std::os::unix::process::ExitStatusExt;
-    assert_eq!(o.status.signal(), Some(13), "ended by SIGPIPE as `cat` would, not exit {:?}", o.status.code());
+    assert_eq!(o.status.signal(), Some(libc::SIGPIPE), "ended by SIGPIPE as `cat` would, not exit {:?}", o.status.code());
 
     let started = std::time::Instant::now();
     let o = nas(d, &["search", "--population", "100000000", "--out", "big"]);

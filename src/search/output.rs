@@ -221,7 +221,7 @@ pub fn spread(search: &Search, pareto: &[usize], levels: usize) -> Vec<(usize, S
     by_latency.sort_by(|&a, &b| recs[a].metrics.latency_ms.total_cmp(&recs[b].metrics.latency_ms).then(a.cmp(&b)));
     let n = by_latency.len();
     let mut rows: Vec<(usize, String)> = Vec::new();
-    let mut push = |i: usize, why: String| {
+    let push = |rows: &mut Vec<(usize, String)>, i: usize, why: String| {
         if !rows.iter().any(|(j, _)| *j == i) {
             rows.push((i, why));
         }
@@ -243,12 +243,16 @@ pub fn spread(search: &Search, pareto: &[usize], levels: usize) -> Vec<(usize, S
                     x.total_cmp(&y).then(b.cmp(&a))
                 })
                 .expect("non-empty");
-            push(best, format!("best <= {limit:.1} ms"));
+            push(&mut rows, best, format!("best <= {limit:.1} ms"));
         } else {
-            push(within[cut - 1], format!("latency {limit:.1} ms"));
+            push(&mut rows, within[cut - 1], format!("latency {limit:.1} ms"));
         }
     }
-    push(knee(search, pareto), "knee".into());
+    let k = knee(search, pareto);
+    match rows.iter_mut().find(|(i, _)| *i == k) {
+        Some((_, why)) => why.push_str(", knee"),
+        None => rows.push((k, "knee".into())),
+    }
     rows
 }
 
@@ -283,13 +287,13 @@ pub fn summary_table(search: &Search, pareto: &[usize], measured: &Measured, max
     let rows = spread(search, pareto, max_rows.saturating_sub(1).max(1));
     let recs = &search.archive.records;
     let mut s = format!(
-        "{:<18} {:>6} {:>9} {:>9} {:>12} {:>10} {:>10} {:>8} {:>5} {:>4}  {}\n",
+        "{:<24} {:>6} {:>9} {:>9} {:>12} {:>10} {:>10} {:>8} {:>5} {:>4}  {}\n",
         "chosen as", "id", "acc_pred%", "acc_meas%", "latency_ms*", "SRAM", "flash", "MMACs", "W", "R", "depths"
     );
     for (i, why) in &rows {
         let (i, r) = (*i, &recs[*i]);
         s.push_str(&format!(
-            "{:<18} {:>6} {:>9} {:>9} {:>12.2} {:>10} {:>10} {:>8.2} {:>5} {:>4}  {}\n",
+            "{:<24} {:>6} {:>9} {:>9} {:>12.2} {:>10} {:>10} {:>8.2} {:>5} {:>4}  {}\n",
             why,
             i,
             pct(r.metrics.acc_predicted),
