@@ -259,6 +259,21 @@ fn span_hint(text: &str, span: Option<std::ops::Range<usize>>) -> String {
     format!(" (line {line}, column {col})")
 }
 
+/// Names of the shipped spaces (`search_spaces/*.toml`), sorted.
+pub fn shipped_names() -> Vec<String> {
+    let mut names: Vec<String> = crate::asset_roots()
+        .into_iter()
+        .filter_map(|base| std::fs::read_dir(base.join(SPACES_DIR)).ok())
+        .flat_map(|dir| dir.filter_map(|e| e.ok()))
+        .filter_map(|e| {
+            e.path().extension().is_some_and(|x| x == "toml").then(|| e.path().file_stem().map(|s| s.to_string_lossy().into_owned()))?
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
 /// Directory of the shipped spaces, for resolving a bare name like `cifar`.
 pub const SPACES_DIR: &str = "search_spaces";
 
@@ -279,7 +294,7 @@ pub fn resolve(name_or_path: &str) -> Result<SearchSpace, SpaceError> {
         path: direct,
         source: std::io::Error::new(
             std::io::ErrorKind::NotFound,
-            format!("no such file, and no shipped space named {name_or_path:?} (shipped: mcunet, cifar)"),
+            format!("no such file, and no shipped space named {name_or_path:?} (shipped: {})", shipped_names().join(", ")),
         ),
     })
 }
@@ -291,6 +306,12 @@ mod tests {
     fn shipped(name: &str) -> SearchSpace {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(SPACES_DIR).join(format!("{name}.toml"));
         SearchSpace::from_path(&path).unwrap()
+    }
+
+    #[test]
+    fn an_unknown_name_lists_every_shipped_space() {
+        let err = resolve("no-such-space").unwrap_err().to_string();
+        assert!(err.contains("(shipped: cifar, fashion, mcunet)"), "{err}");
     }
 
     #[test]

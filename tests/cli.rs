@@ -382,3 +382,16 @@ fn bench_train_reports_four_workloads_and_checks_the_twin_interpreter_first() {
     assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
     assert!(text(&o).1.contains("--python /no/such/python"), "{:?}", text(&o));
 }
+
+#[test]
+#[cfg(feature = "supernet")]
+fn eval_reports_the_images_it_really_recalibrated_on() {
+    // The shipped mini set has 500 training images, 50 of them held out: fewer than --calib 2000.
+    let dir = tempfile::tempdir().unwrap();
+    let arch = sample(dir.path(), "cifar", "smallest");
+    let args = ["eval", "--checkpoint", "experiments/supernets/cifar10", "--arch", arch.to_str().unwrap(), "--data", "experiments/data"];
+    let o = nas(&args, &repo());
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    assert!(out.contains("on 50 val images (BN recalibrated on 450 training images)"), "{out}");
+}

@@ -39,7 +39,13 @@ pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
     let eval = SubnetEvaluator::new(&a.checkpoint, a.data.as_deref(), split, a.calib, device)?;
     arch.validate(eval.space(), a.arch.as_deref().unwrap_or("the fine-tuned arch"))?;
     let top1 = eval.evaluate(&arch)?;
-    println!("top-1 {:.2}% on {} {} images (BN recalibrated on {} training images)", 100.0 * top1, eval.val_images(), a.split, a.calib);
+    println!(
+        "top-1 {:.2}% on {} {} images (BN recalibrated on {} training images)",
+        100.0 * top1,
+        eval.val_images(),
+        a.split,
+        eval.calib_images()
+    );
     Ok(Outcome::Ok)
 }
 

@@ -92,6 +92,12 @@ impl SubnetEvaluator {
         &self.space
     }
 
+    /// Number of images BatchNorm is recalibrated on (fewer than asked for when the data has
+    /// fewer).
+    pub fn calib_images(&self) -> usize {
+        self.calib.iter().map(|b| b.dims()[0]).sum()
+    }
+
     /// Number of validation images.
     pub fn val_images(&self) -> usize {
         self.val.iter().map(|(_, l)| l.len()).sum()
