@@ -395,3 +395,19 @@ fn eval_reports_the_images_it_really_recalibrated_on() {
     assert_eq!(o.status.code(), Some(0), "{out}{err}");
     assert!(out.contains("on 50 val images (BN recalibrated on 450 training images)"), "{out}");
 }
+
+#[test]
+#[cfg(feature = "supernet")]
+fn export_over_the_boards_flash_exits_1_before_any_work() {
+    // The largest cifar subnet needs 1.10 MiB of flash; the STM32F746 has 1 MiB.
+    let dir = tempfile::tempdir().unwrap();
+    let arch = sample(dir.path(), "cifar", "largest");
+    let out = dir.path().join("deploy");
+    let args =
+        ["export", "--checkpoint", "experiments/supernets/cifar10", "--arch", arch.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    let o = nas(&args, &repo());
+    let (stdout, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{stdout}{err}");
+    assert!(err.contains("does not fit board stm32f746: flash 1.10 MiB of 1.00 MiB available"), "{err}");
+    assert!(!out.exists(), "nothing is written for a network that cannot be deployed");
+}

@@ -80,15 +80,28 @@ pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
         bail!("--calib 0: calibration needs at least 1 image");
     }
     let device = a.device.parse::<DeviceChoice>()?.device()?;
-    // Claimed before the work: an old export's files are never left beside the new ones.
-    let _folder = crate::run_folder::RunFolder::open(&a.out, super::start(false, a.force), "export")?;
     let arch = super::eval::checkpoint_arch(&a.checkpoint, a.arch.as_deref())?;
     let arch_name = a.arch.clone().unwrap_or_else(|| format!("{} (fine-tuned)", a.checkpoint.display()));
     let dir = checkpoint::require(&a.checkpoint)?;
     let meta = checkpoint::load_meta(&dir)?;
     arch.validate(&meta.space, &arch_name)?;
-    let model = checkpoint::load_model(&dir, &meta, &device)?;
     let net = lower(&arch, &meta.space);
+    // A network the board cannot hold is refused before any work, as `nas inspect` does.
+    let report = crate::cost::CostModel::new(crate::cost::EngineProfile::default()).report(&net);
+    if report.flash.total > board.flash || report.sram > board.sram {
+        eprintln!(
+            "nas: {arch_name} does not fit board {}: flash {} of {} available, SRAM {} of {} (cost model; `nas inspect` shows the layers)",
+            board.name,
+            crate::size::Human(report.flash.total),
+            crate::size::Human(board.flash),
+            crate::size::Human(report.sram),
+            crate::size::Human(board.sram)
+        );
+        return Ok(Outcome::NoFit);
+    }
+    // Claimed before the work: an old export's files are never left beside the new ones.
+    let _folder = crate::run_folder::RunFolder::open(&a.out, super::start(false, a.force), "export")?;
+    let model = checkpoint::load_model(&dir, &meta, &device)?;
     let data_path = a.data.clone().unwrap_or_else(|| meta.data_path.clone());
     let train = load_data(&data_path, Split::Train)?;
     check_data(&train, &meta.space)?;
