@@ -552,9 +552,8 @@ impl Search {
         let key = self.key();
         if state.key != key {
             return Err(bad(format!(
-                "the saved search was started with different settings:\n  saved: {}\n  now:   {}\n(only --generations may change on --resume)",
-                serde_json::to_string(&state.key).unwrap_or_default(),
-                serde_json::to_string(&key).unwrap_or_default()
+                "the saved search was started with different settings: {} (only --generations may change on --resume)",
+                key_differences(&state.key, &key).join("; ")
             )));
         }
         let log = dir.join(LOG_FILE);
@@ -603,5 +602,19 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
+/// The fields in which two run keys differ, each as `field: saved X, now Y`.
+fn key_differences(saved: &RunKey, now: &RunKey) -> Vec<String> {
+    let (a, b) = (serde_json::to_value(saved).unwrap_or_default(), serde_json::to_value(now).unwrap_or_default());
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else { return vec!["(unreadable settings)".into()] };
+    let mut diffs: Vec<String> = a
+        .iter()
+        .filter(|(k, v)| b.get(*k) != Some(v))
+        .map(|(k, v)| format!("{k}: saved {v}, now {}", b.get(k).map_or("absent".to_string(), |x| x.to_string())))
+        .collect();
+    if diffs.is_empty() {
+        diffs.push("(settings differ in a field the saved state lacks)".into());
+    }
+    diffs
+}
 #[cfg(test)]
 mod tests;
