@@ -18,8 +18,8 @@ pub struct Experiment {
     pub space: PathBuf,
     /// Data settings.
     pub data: DataConfig,
-    /// Optimisation settings.
-    #[serde(default)]
+    /// Optimisation settings (required: a file without `[train]` is a mistake, not a request
+    /// for 100 epochs of defaults).
     pub train: TrainConfig,
 }
 
@@ -180,6 +180,13 @@ impl Experiment {
         if self.data.calib_images == 0 {
             return bad("data.calib_images", "0".into(), "at least 1");
         }
+        // Each random subnet is one more forward and backward per step.
+        if t.random_subnets > 16 {
+            return bad("train.random_subnets", t.random_subnets.to_string(), "0 to 16 (each costs a forward and backward per step)");
+        }
+        if let Some(p) = self.data.augment_pad.filter(|&p| p > 16) {
+            return bad("data.augment_pad", p.to_string(), "0 to 16 pixels per side (4 is the CIFAR convention)");
+        }
         Ok(())
     }
 
@@ -231,5 +238,16 @@ mod tests {
         assert!(err.contains("rmsprop"), "{err}");
         let err = Experiment::from_toml_str(&text.replace("epochs = 0", "epochs = 1\nbogus = 3"), "e.toml").unwrap_err().to_string();
         assert!(err.contains("bogus"), "{err}");
+        // A missing [train] section, and values that would hang or make no sense, are refused.
+        let no_train = &text[..text.find("[train]").unwrap()];
+        let err = Experiment::from_toml_str(no_train, "e.toml").unwrap_err().to_string();
+        assert!(err.contains("e.toml") && err.contains("train"), "{err}");
+        let ok = text.replace("epochs = 0", "epochs = 1");
+        let err =
+            Experiment::from_toml_str(&ok.replace("random_subnets = 2", "random_subnets = 1000000"), "e.toml").unwrap_err().to_string();
+        assert!(err.contains("train.random_subnets") && err.contains("1000000"), "{err}");
+        let err =
+            Experiment::from_toml_str(&ok.replace("path = \"d\"", "path = \"d\"\naugment_pad = 100000"), "e.toml").unwrap_err().to_string();
+        assert!(err.contains("data.augment_pad") && err.contains("100000"), "{err}");
     }
 }
