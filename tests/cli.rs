@@ -411,3 +411,33 @@ fn export_over_the_boards_flash_exits_1_before_any_work() {
     assert!(err.contains("does not fit board stm32f746: flash 1.10 MiB of 1.00 MiB available"), "{err}");
     assert!(!out.exists(), "nothing is written for a network that cannot be deployed");
 }
+
+#[test]
+#[cfg(feature = "supernet")]
+fn eval_and_export_fall_back_to_the_shipped_data_and_supernet() {
+    // A supernet whose training data is not on this machine (as for a newcomer without
+    // ../shared): the shipped mini set is used, with a note.
+    let dir = tempfile::tempdir().unwrap();
+    let sn = dir.path().join("sn");
+    std::fs::create_dir(&sn).unwrap();
+    for f in ["model.bpk", "metrics.csv"] {
+        std::fs::copy(repo().join("experiments/supernets/cifar10").join(f), sn.join(f)).unwrap();
+    }
+    let meta = std::fs::read_to_string(repo().join("experiments/supernets/cifar10/meta.json")).unwrap();
+    std::fs::write(sn.join("meta.json"), meta.replace("../shared/datasets/cifar10-jpg", "not-on-this-machine/cifar10")).unwrap();
+    let arch = sample(dir.path(), "cifar", "smallest");
+    let o = nas(&["eval", "--checkpoint", sn.to_str().unwrap(), "--arch", arch.to_str().unwrap()], &repo());
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    assert!(
+        err.contains("not-on-this-machine/cifar10 (the checkpoint's training data) is not here: using the shipped CIFAR-10 mini set"),
+        "{err}"
+    );
+    assert!(out.contains("on 50 val images"), "{out}");
+    // Without --checkpoint, export takes the shipped supernet of the arch's space.
+    let out_dir = dir.path().join("deploy");
+    let o = nas(&["export", "--arch", arch.to_str().unwrap(), "--format", "tflite", "--out", out_dir.to_str().unwrap()], &repo());
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    assert!(out_dir.join("model.tflite").is_file(), "{out}{err}");
+}

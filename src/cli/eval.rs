@@ -12,9 +12,10 @@ use crate::train::checkpoint;
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
-    /// Run folder (its latest checkpoint) or checkpoint folder.
+    /// Run folder (its latest checkpoint) or checkpoint folder [default: the shipped supernet of
+    /// --arch's space].
     #[arg(long)]
-    checkpoint: PathBuf,
+    checkpoint: Option<PathBuf>,
     /// Arch JSON, or `RUN/pareto.json#ID` (archive id) [default for a fine-tuned checkpoint: its own arch].
     #[arg(long)]
     arch: Option<String>,
@@ -34,9 +35,11 @@ pub(crate) struct Args {
 
 pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
     let device: DeviceChoice = a.device.parse()?;
-    let arch = checkpoint_arch(&a.checkpoint, a.arch.as_deref())?;
+    let ckpt = resolve_checkpoint(a.checkpoint.as_deref(), a.arch.as_deref())?;
+    let arch = checkpoint_arch(&ckpt, a.arch.as_deref())?;
     let split = if a.split == "test" { Split::Test } else { Split::Train };
-    let eval = SubnetEvaluator::new(&a.checkpoint, a.data.as_deref(), split, a.calib, device)?;
+    let data = resolve_data(a.data.as_deref(), &ckpt)?;
+    let eval = SubnetEvaluator::new(&ckpt, Some(&data), split, a.calib, device)?;
     arch.validate(eval.space(), a.arch.as_deref().unwrap_or("the fine-tuned arch"))?;
     let top1 = eval.evaluate(&arch)?;
     println!(
@@ -51,6 +54,41 @@ pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
 
 /// The arch to evaluate or export: `--arch`, or the fine-tuned checkpoint's own. A fine-tuned
 /// checkpoint holds trained weights for its arch only, so another `--arch` is refused.
+/// The checkpoint to read: `--checkpoint`, else the shipped supernet of `--arch`'s space.
+pub(crate) fn resolve_checkpoint(ckpt: Option<&Path>, arch: Option<&str>) -> anyhow::Result<PathBuf> {
+    match (ckpt, arch) {
+        (Some(c), _) => Ok(c.to_path_buf()),
+        (None, Some(spec)) => Ok(super::search::default_assets(&super::export::read_arch(spec)?.space).0),
+        (None, None) => anyhow::bail!("--arch or --checkpoint is required (a fine-tuning run folder knows its arch)"),
+    }
+}
+
+/// The dataset to read: `--data`, else the one the checkpoint was trained on, else (with a note)
+/// the shipped CIFAR-10 mini set, so the steps after `nas search` need no path a user would not
+/// know.
+pub(crate) fn resolve_data(data: Option<&Path>, ckpt: &Path) -> anyhow::Result<PathBuf> {
+    if let Some(d) = data {
+        return Ok(d.to_path_buf());
+    }
+    let meta = checkpoint::load_meta(&checkpoint::require(ckpt)?)?;
+    let recorded = crate::train::experiment::resolve_path(&meta.data_path);
+    if recorded.exists() {
+        return Ok(recorded);
+    }
+    let mini = crate::asset_roots().into_iter().map(|r| r.join("experiments/data")).find(|p| p.is_dir());
+    match mini {
+        Some(m) if meta.space.name == "cifar" => {
+            eprintln!(
+                "note: {} (the checkpoint's training data) is not here: using the shipped CIFAR-10 mini set {} (500 training images: 450 calibrate, 50 validate; 1000 test images); pass --data for the full set",
+                meta.data_path.display(),
+                m.display()
+            );
+            Ok(m)
+        }
+        _ => anyhow::bail!("{} (the checkpoint's training data) is not here: pass --data", meta.data_path.display()),
+    }
+}
+
 pub(crate) fn checkpoint_arch(ckpt: &Path, arch: Option<&str>) -> anyhow::Result<Arch> {
     let meta = checkpoint::load_meta(&checkpoint::require(ckpt)?)?;
     let given = arch.map(super::export::read_arch).transpose()?;

@@ -22,9 +22,9 @@ pub(crate) struct Args {
     #[arg(long)]
     arch: Option<String>,
     /// Run folder (its latest checkpoint) or checkpoint folder: a supernet (with --arch) or a
-    /// `nas finetune` run.
+    /// `nas finetune` run [default: the shipped supernet of --arch's space].
     #[arg(long)]
-    checkpoint: PathBuf,
+    checkpoint: Option<PathBuf>,
     /// Output format: `tflite` (int8 TFLite flatbuffer), `c` (C code and firmware project) or `both`.
     #[arg(long, value_parser = ["tflite", "c", "both"], default_value = "both")]
     format: String,
@@ -80,9 +80,10 @@ pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
         bail!("--calib 0: calibration needs at least 1 image");
     }
     let device = a.device.parse::<DeviceChoice>()?.device()?;
-    let arch = super::eval::checkpoint_arch(&a.checkpoint, a.arch.as_deref())?;
-    let arch_name = a.arch.clone().unwrap_or_else(|| format!("{} (fine-tuned)", a.checkpoint.display()));
-    let dir = checkpoint::require(&a.checkpoint)?;
+    let ckpt = super::eval::resolve_checkpoint(a.checkpoint.as_deref(), a.arch.as_deref())?;
+    let arch = super::eval::checkpoint_arch(&ckpt, a.arch.as_deref())?;
+    let arch_name = a.arch.clone().unwrap_or_else(|| format!("{} (fine-tuned)", ckpt.display()));
+    let dir = checkpoint::require(&ckpt)?;
     let meta = checkpoint::load_meta(&dir)?;
     arch.validate(&meta.space, &arch_name)?;
     let net = lower(&arch, &meta.space);
@@ -102,7 +103,7 @@ pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
     // Claimed before the work: an old export's files are never left beside the new ones.
     let _folder = crate::run_folder::RunFolder::open(&a.out, super::start(false, a.force), "export")?;
     let model = checkpoint::load_model(&dir, &meta, &device)?;
-    let data_path = a.data.clone().unwrap_or_else(|| meta.data_path.clone());
+    let data_path = super::eval::resolve_data(a.data.as_deref(), &ckpt)?;
     let train = load_data(&data_path, Split::Train)?;
     check_data(&train, &meta.space)?;
     let exp = &meta.experiment;
