@@ -314,6 +314,10 @@ fn run_on_a_tiny_space_is_deterministic_and_the_check_passes() {
     let o = nas(&["latency", "run", "--board", "stm32f746", "--space", "tiny.toml", "--out", "a.csv"], dir.path());
     let (out, err) = text(&o);
     assert!(out.contains(&format!("0 added, {} replaced", keys.len())), "{out}{err}");
+    // Without --out the rows go to runs/latency/<board>.csv, never into the shipped table.
+    let o = nas(&["latency", "run", "--board", "stm32f746", "--space", "tiny.toml"], dir.path());
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    assert!(dir.path().join("runs/latency/stm32f746.csv").is_file() && !dir.path().join("latency_tables").exists(), "{:?}", text(&o));
     // Whole networks in QEMU against the table.
     let o = nas(&["latency", "check", "--board", "stm32f746", "--space", "tiny.toml", "--count", "2", "--table", "a.csv"], dir.path());
     let (out, err) = text(&o);

@@ -283,7 +283,8 @@ mod measure {
         /// Search space whose operator configurations are profiled: a shipped name or a TOML path.
         #[arg(long, default_value = "cifar")]
         space: String,
-        /// Table to merge the rows into [default: latency_tables/<board>.csv].
+        /// Table to merge the rows into [default: runs/latency/<board>.csv; the shipped
+        /// latency_tables/<board>.csv changes only when named here].
         #[arg(long)]
         out: Option<PathBuf>,
         /// Keep the profiler project (sources, ELF, console output) in this folder.
@@ -411,7 +412,11 @@ mod measure {
         target.plain_c = a.plain;
         let (space, plan) = plan_for(&a.space, &target, a.skip_oversize)?;
         describe_plan(&plan);
-        let out = a.out.clone().unwrap_or_else(|| PathBuf::from("latency_tables").join(format!("{}.csv", b.name)));
+        // The shipped table is tracked by the repository: it is replaced only when asked for.
+        let out = a.out.clone().unwrap_or_else(|| PathBuf::from("runs/latency").join(format!("{}.csv", b.name)));
+        if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        }
         // Refuse an incompatible table before spending QEMU time on it.
         let mut table = if out.exists() {
             LatencyTable::read_csv(&out)?
