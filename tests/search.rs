@@ -510,3 +510,22 @@ fn a_closed_pipe_ends_quietly_and_absurd_sizes_are_refused_before_allocating() {
     }
     assert!(started.elapsed().as_secs() < 20, "refused before any work");
 }
+
+#[test]
+fn bad_explicit_measurement_flags_exit_2_before_searching() {
+    let dir = setup();
+    let d = dir.path();
+    for (flags, expect) in [
+        (vec!["--device", "tpu"], "tpu"),
+        (vec!["--calib", "0"], "--calib 0"),
+        (vec!["--supernet", "no-such-run"], "--supernet no-such-run"),
+        (vec!["--data", "no-such-data"], "--data no-such-data"),
+    ] {
+        let mut extra = flags.clone();
+        extra.extend(["--measure", "2"]);
+        let o = search(d, "bad", &extra);
+        assert_eq!(o.status.code(), Some(2), "{flags:?}: {}", text(&o));
+        assert!(stderr(&o).contains(expect), "{flags:?}: {}", text(&o));
+        assert!(!d.join("bad").exists(), "{flags:?}: refused before the run folder is made");
+    }
+}

@@ -159,6 +159,7 @@ pub(crate) fn default_assets(space: &str) -> (PathBuf, PathBuf) {
 pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
     super::check_range("--population", a.population, 4, 100_000, "archs per generation, all kept in memory with their costs")?;
     super::check_range("--generations", a.generations, 0, 1_000_000, "generations after the initial population")?;
+    check_measurement_flags(&a)?;
     let space = crate::space::resolve(&a.space)?;
     let boards = Boards::shipped()?;
     let board = boards.get(&a.board)?.clone();
@@ -324,6 +325,23 @@ fn measurement_data(a: &Args) -> (Option<PathBuf>, crate::data::Split) {
         Some(d) if detect_format(&d, Split::Test).is_ok() => (Some(d), Split::Test),
         other => (other, Split::Train),
     }
+}
+
+/// Flags the user gave for measuring the front are errors when wrong (exit 2 before the search),
+/// not warnings after it; only the defaults may be absent (then the front is predicted only).
+fn check_measurement_flags(a: &Args) -> anyhow::Result<()> {
+    #[cfg(feature = "supernet")]
+    a.device.parse::<crate::supernet::DeviceChoice>()?;
+    if a.measure > 0 && a.calib == 0 {
+        anyhow::bail!("--calib 0: BatchNorm recalibration of the measured members needs at least 1 image");
+    }
+    if let Some(s) = a.supernet.as_ref().filter(|s| !s.exists()) {
+        anyhow::bail!("--supernet {}: no such run or checkpoint folder", s.display());
+    }
+    if let Some(d) = a.data.as_ref().filter(|d| !d.exists()) {
+        anyhow::bail!("--data {}: no such file or folder", d.display());
+    }
+    Ok(())
 }
 
 /// The CIFAR-10 subset shipped for measuring the embedded default's front.
