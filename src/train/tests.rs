@@ -113,6 +113,25 @@ fn checkpoint_round_trip_through_the_evaluator() {
 }
 
 #[test]
+fn a_run_without_a_checkpoint_never_appends_to_an_earlier_runs_files() {
+    // A run killed before its first checkpoint leaves metrics.csv behind: --resume finds no
+    // checkpoint and must not append a new run to it; a fresh start must not either.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("metrics.csv"), "epoch,lr\n1,0.1\n").unwrap();
+    let exp = tiny_experiment(dir.path(), PathBuf::from("<synthetic>"), 16, 0);
+    let err = Trainer::with_data(exp.clone(), synthetic(60), "<synthetic>".into(), &opts(&out, true)).err().expect("leftover").to_string();
+    assert!(err.contains("metrics.csv") && err.contains("no checkpoint") && err.contains("--force"), "{err}");
+    let err =
+        Trainer::with_data(exp.clone(), synthetic(60), "<synthetic>".into(), &opts(&out, false)).err().expect("not empty").to_string();
+    assert!(err.contains("already holds") && err.contains("--force"), "{err}");
+    let force = TrainOptions { start: crate::run_folder::Start::Force, ..opts(&out, false) };
+    Trainer::with_data(exp, synthetic(60), "<synthetic>".into(), &force).unwrap();
+    assert!(!out.join("metrics.csv").exists(), "--force deleted the earlier run's files");
+}
+
+#[test]
 fn bad_data_paths_and_formats_are_reported() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("no-such-dataset");
