@@ -7,17 +7,20 @@ use std::fmt;
 
 /// A size string that could not be read.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error(
-    "invalid size {input:?}: expected a number with an optional unit k/K/KB/KiB, m/M/MB/MiB or g/G/GB/GiB (K = 1024), e.g. 256k, 1MB, 0.5M, 65536"
-)]
+#[error("invalid size {input:?}: {reason}")]
 pub struct SizeError {
     /// The text as given.
     pub input: String,
+    /// Why it was refused, and what is expected.
+    pub reason: String,
 }
+
+const SIZE_EXPECTED: &str =
+    "expected a number with an optional unit k/K/KB/KiB, m/M/MB/MiB or g/G/GB/GiB (K = 1024), e.g. 256k, 1MB, 0.5M, 65536";
 
 /// Parse a human size into bytes.
 pub fn parse_size(input: &str) -> Result<u64, SizeError> {
-    let err = || SizeError { input: input.to_string() };
+    let err = || SizeError { input: input.to_string(), reason: SIZE_EXPECTED.to_string() };
     let s = input.trim();
     let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
     let (number, unit) = s.split_at(split);
@@ -33,8 +36,13 @@ pub fn parse_size(input: &str) -> Result<u64, SizeError> {
     };
     let value: f64 = number.parse().map_err(|_| err())?;
     let bytes = value * scale as f64;
-    if !bytes.is_finite() || bytes > u64::MAX as f64 / 2.0 || bytes.fract() != 0.0 {
+    if !bytes.is_finite() || bytes > u64::MAX as f64 / 2.0 {
         return Err(err());
+    }
+    if bytes.fract() != 0.0 {
+        let reason =
+            format!("{bytes} bytes is not a whole number of bytes (K = 1024); give the bytes, e.g. {} or {}", bytes.floor(), bytes.ceil());
+        return Err(SizeError { input: input.to_string(), reason });
     }
     Ok(bytes as u64)
 }
@@ -85,6 +93,12 @@ mod tests {
             let e = parse_size(s).unwrap_err();
             assert!(e.to_string().contains(&format!("{s:?}")), "{e}");
         }
+    }
+
+    #[test]
+    fn a_fraction_of_a_byte_says_so() {
+        let e = parse_size("49.7k").unwrap_err().to_string();
+        assert!(e.contains("50892.8 bytes is not a whole number of bytes") && e.contains("e.g. 50892 or 50893"), "{e}");
     }
 
     #[test]
