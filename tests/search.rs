@@ -529,3 +529,20 @@ fn bad_explicit_measurement_flags_exit_2_before_searching() {
         assert!(!d.join("bad").exists(), "{flags:?}: refused before the run folder is made");
     }
 }
+
+#[test]
+fn a_tampered_front_member_is_refused_by_its_readers() {
+    let dir = setup();
+    let d = dir.path();
+    assert!(search(d, "r", &["--generations", "2"]).status.success());
+    let text_json = std::fs::read_to_string(d.join("r/pareto.json")).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&text_json).unwrap();
+    let id = v["members"][0]["id"].as_u64().unwrap();
+    v["members"][0]["arch"]["resolution"] = serde_json::json!(100000);
+    std::fs::write(d.join("r/pareto.json"), serde_json::to_string(&v).unwrap()).unwrap();
+    for args in [vec!["pick", "r", "--rule", "knee", "--out", "k.json"], vec!["inspect", &format!("r/pareto.json#{id}")]] {
+        let o = nas(d, &args.iter().map(|s| s.as_ref()).collect::<Vec<&str>>());
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
+        assert!(stderr(&o).contains("100000") && stderr(&o).contains("resolution"), "{args:?}: {}", text(&o));
+    }
+}

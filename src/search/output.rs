@@ -351,10 +351,16 @@ impl ParetoFile {
         crate::run_folder::check_belongs(path, v["run_id"].as_str()).map_err(err)?;
         let objectives = serde_json::from_value(v["objectives"].clone()).map_err(|e| err(format!("field objectives: {e}")))?;
         let list = v["members"].as_array().ok_or_else(|| err("no `members` array".into()))?;
+        // The space the run searched, when it can be found (a shipped name or a path).
+        let space = v["space"].as_str().and_then(|name| crate::space::resolve(name).ok());
         let mut members = Vec::with_capacity(list.len());
         for (i, m) in list.iter().enumerate() {
             let id = m["id"].as_u64().ok_or_else(|| err(format!("members[{i}] has no id")))? as usize;
-            let arch = serde_json::from_value(m["arch"].clone()).map_err(|e| err(format!("members[{i}].arch: {e}")))?;
+            let arch: crate::arch::Arch = serde_json::from_value(m["arch"].clone()).map_err(|e| err(format!("members[{i}].arch: {e}")))?;
+            // A hand-edited member must not reach pick / export with values its space lacks.
+            if let Some(space) = &space {
+                arch.validate(space, &format!("{}#{id}", path.display())).map_err(|e| ReadError(e.to_string()))?;
+            }
             members.push(ParetoMember { id, arch, metrics: m["metrics"].clone() });
         }
         let latency_short = v["latency_short"].as_str().unwrap_or(super::latency::LATENCY_LABEL).to_string();
