@@ -441,3 +441,18 @@ fn eval_and_export_fall_back_to_the_shipped_data_and_supernet() {
     assert_eq!(o.status.code(), Some(0), "{out}{err}");
     assert!(out_dir.join("model.tflite").is_file(), "{out}{err}");
 }
+
+#[test]
+#[cfg(feature = "supernet")]
+fn export_verify_on_a_board_qemu_cannot_run_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let arch = sample(dir.path(), "cifar", "smallest");
+    let out = dir.path().join("deploy");
+    let args = ["export", "--arch", arch.to_str().unwrap(), "--board", "rp2040", "--verify", "--out", out.to_str().unwrap()];
+    let started = std::time::Instant::now();
+    let o = nas(&args, &repo());
+    let (stdout, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{stdout}{err}");
+    assert!(err.contains("--verify on board rp2040: QEMU has no MPS2 machine for cortex-m0plus"), "{err}");
+    assert!(!out.exists() && started.elapsed().as_secs() < 5, "refused before any work");
+}

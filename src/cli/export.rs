@@ -79,6 +79,15 @@ pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
     if a.calib == 0 {
         bail!("--calib 0: calibration needs at least 1 image");
     }
+    // The checks --verify runs need a C target for the board and, for the QEMU run, an MPS2
+    // machine for its core: refused now, not after the export's work.
+    if a.format != "tflite" {
+        crate::codegen::firmware::Target::for_board(&board, false).map_err(anyhow::Error::msg)?;
+    }
+    if a.verify {
+        crate::codegen::firmware::Target::for_board(&board, true)
+            .map_err(|e| anyhow::anyhow!("--verify on {e}: export without --verify, or verify on a Cortex-M4/M7 board"))?;
+    }
     let device = a.device.parse::<DeviceChoice>()?.device()?;
     let ckpt = super::eval::resolve_checkpoint(a.checkpoint.as_deref(), a.arch.as_deref())?;
     let arch = super::eval::checkpoint_arch(&ckpt, a.arch.as_deref())?;
