@@ -101,7 +101,10 @@ impl RunFolder {
         let entries = contents(path).map_err(|e| io(path, e))?;
         let existing = read_run_id(path);
         let id = match start {
-            Start::Fresh if !entries.is_empty() => return Err(RunFolderError::NotEmpty { path: path.to_path_buf(), entries }),
+            // A `run.json` alone is a run that wrote nothing (refused before its first output).
+            Start::Fresh if entries.iter().any(|e| e != RUN_FILE) => {
+                return Err(RunFolderError::NotEmpty { path: path.to_path_buf(), entries });
+            }
             Start::Resume if existing.is_some() => existing.expect("checked"),
             Start::Force => {
                 for name in &entries {
@@ -199,6 +202,9 @@ mod tests {
         let forced = RunFolder::open(tmp.path(), Start::Force, "test").unwrap();
         assert_ne!(forced.id(), id);
         assert_eq!(contents(tmp.path()).unwrap(), vec![RUN_FILE.to_string()]);
+        // A folder holding only run.json (a run that wrote nothing) takes a fresh run.
+        drop(forced);
+        assert_ne!(RunFolder::open(tmp.path(), Start::Fresh, "test").unwrap().id(), id);
     }
 
     #[test]
