@@ -128,11 +128,12 @@ impl Arch {
                 return Err(bad(format!("stages[{i}]"), format!("{} blocks", blocks.len()), format!("a depth in {:?}", spec.depths)));
             }
             for (j, b) in blocks.iter().enumerate() {
-                if !space.kernel_sizes.contains(&b.kernel) {
-                    return Err(bad(format!("stages[{i}][{j}].kernel"), b.kernel.to_string(), format!("one of {:?}", space.kernel_sizes)));
+                let (kernels, expands) = (space.stage_kernels(i), space.stage_expands(i));
+                if !kernels.contains(&b.kernel) {
+                    return Err(bad(format!("stages[{i}][{j}].kernel"), b.kernel.to_string(), format!("one of {kernels:?}")));
                 }
-                if !space.expand_ratios.contains(&b.expand) {
-                    return Err(bad(format!("stages[{i}][{j}].expand"), b.expand.to_string(), format!("one of {:?}", space.expand_ratios)));
+                if !expands.contains(&b.expand) {
+                    return Err(bad(format!("stages[{i}][{j}].expand"), b.expand.to_string(), format!("one of {expands:?}")));
                 }
             }
         }
@@ -141,12 +142,10 @@ impl Arch {
 
     /// A uniformly random arch of `space`.
     pub fn sample(space: &SearchSpace, rng: &mut impl Rng) -> Self {
-        let stages = space
-            .stages
-            .iter()
-            .map(|spec| {
-                let depth = *spec.depths.choose(rng).expect("non-empty");
-                (0..depth).map(|_| random_block(space, rng)).collect()
+        let stages = (0..space.stages.len())
+            .map(|i| {
+                let depth = *space.stages[i].depths.choose(rng).expect("non-empty");
+                (0..depth).map(|_| random_block(space, i, rng)).collect()
             })
             .collect();
         Arch {
@@ -169,12 +168,15 @@ impl Arch {
 
     fn extreme(space: &SearchSpace, largest: bool) -> Self {
         let pick = |v: &[usize]| if largest { *v.last().unwrap() } else { v[0] };
-        let block = BlockChoice { kernel: pick(&space.kernel_sizes), expand: pick(&space.expand_ratios) };
+        let stage = |i: usize| {
+            let block = BlockChoice { kernel: pick(space.stage_kernels(i)), expand: pick(space.stage_expands(i)) };
+            vec![block; pick(&space.stages[i].depths)]
+        };
         Arch {
             space: space.name.clone(),
             width_mult: if largest { space.max_width() } else { space.width_multipliers[0] },
             resolution: pick(&space.resolutions),
-            stages: space.stages.iter().map(|s| vec![block; pick(&s.depths)]).collect(),
+            stages: (0..space.stages.len()).map(stage).collect(),
         }
     }
 
@@ -187,20 +189,20 @@ impl Arch {
         if rng.random_bool(p) {
             child.width_mult = *space.width_multipliers.choose(rng).unwrap();
         }
-        for (blocks, spec) in child.stages.iter_mut().zip(&space.stages) {
+        for (i, blocks) in child.stages.iter_mut().enumerate() {
             if rng.random_bool(p) {
-                let depth = *spec.depths.choose(rng).unwrap();
+                let depth = *space.stages[i].depths.choose(rng).unwrap();
                 blocks.truncate(depth);
                 while blocks.len() < depth {
-                    blocks.push(random_block(space, rng));
+                    blocks.push(random_block(space, i, rng));
                 }
             }
             for b in blocks.iter_mut() {
                 if rng.random_bool(p) {
-                    b.kernel = *space.kernel_sizes.choose(rng).unwrap();
+                    b.kernel = *space.stage_kernels(i).choose(rng).unwrap();
                 }
                 if rng.random_bool(p) {
-                    b.expand = *space.expand_ratios.choose(rng).unwrap();
+                    b.expand = *space.stage_expands(i).choose(rng).unwrap();
                 }
             }
         }
@@ -231,8 +233,8 @@ impl Arch {
     }
 }
 
-fn random_block(space: &SearchSpace, rng: &mut impl Rng) -> BlockChoice {
-    BlockChoice { kernel: *space.kernel_sizes.choose(rng).unwrap(), expand: *space.expand_ratios.choose(rng).unwrap() }
+fn random_block(space: &SearchSpace, stage: usize, rng: &mut impl Rng) -> BlockChoice {
+    BlockChoice { kernel: *space.stage_kernels(stage).choose(rng).unwrap(), expand: *space.stage_expands(stage).choose(rng).unwrap() }
 }
 
 #[cfg(test)]
@@ -247,7 +249,7 @@ mod tests {
 
     #[test]
     fn sampling_mutation_crossover_stay_valid() {
-        for name in ["mcunet", "cifar"] {
+        for name in ["mcunet", "cifar", "cifar-fused"] {
             let s = space(name);
             let mut rng = ChaCha8Rng::seed_from_u64(7);
             let mut prev = Arch::sample(&s, &mut rng);

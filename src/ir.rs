@@ -10,7 +10,7 @@
 //! the same windows.
 
 use crate::arch::{Arch, ArchError};
-use crate::space::SearchSpace;
+use crate::space::{BlockKind, SearchSpace};
 use serde::Serialize;
 
 /// Index of a tensor in [`Network::tensors`].
@@ -360,8 +360,9 @@ fn conv_out(x: Shape, kernel: usize, stride: usize, p: Padding, c: usize) -> Opt
 /// Lower an arch that is already known to be valid in `space`.
 ///
 /// Structure: stem conv (ReLU6) -> first block (dw ReLU6, project) -> per stage, per block:
-/// [expand 1x1 ReLU6 if expand > 1] -> dw kxk ReLU6 -> project 1x1 linear -> [add if stride 1
-/// and Cin == Cout] -> global average pool -> fully connected.
+/// MBConv: [expand 1x1 ReLU6 if expand > 1] -> dw kxk ReLU6, or fused: expand kxk ReLU6 (with
+/// the block's stride); then project 1x1 linear -> [add if stride 1 and Cin == Cout] -> global
+/// average pool -> fully connected.
 pub fn lower(arch: &Arch, space: &SearchSpace) -> Network {
     let w = arch.width_mult;
     let r = arch.resolution;
@@ -378,12 +379,17 @@ pub fn lower(arch: &Arch, space: &SearchSpace) -> Network {
                 let stride = if block == 0 { space.stages[stage].stride } else { 1 };
                 let site = Site::Block { stage, block };
                 let cin = net.shape(x).c;
+                let mid = space.mid_channels(cin, choice.expand);
                 let mut h = x;
-                if choice.expand > 1 {
-                    let mid = space.mid_channels(cin, choice.expand);
-                    h = conv(&mut net, h, 1, 1, mid, Activation::Relu6, site, Role::Expand)?;
+                match space.stages[stage].block {
+                    BlockKind::Mbconv => {
+                        if choice.expand > 1 {
+                            h = conv(&mut net, h, 1, 1, mid, Activation::Relu6, site, Role::Expand)?;
+                        }
+                        h = depthwise(&mut net, h, choice.kernel, stride, site)?;
+                    }
+                    BlockKind::Fused => h = conv(&mut net, h, choice.kernel, stride, mid, Activation::Relu6, site, Role::Expand)?,
                 }
-                h = depthwise(&mut net, h, choice.kernel, stride, site)?;
                 h = conv(&mut net, h, 1, 1, cout, Activation::None, site, Role::Project)?;
                 if stride == 1 && cin == cout {
                     h = net.wire(LayerKind::Add, Activation::None, &[h, x], site, Role::Residual)?;

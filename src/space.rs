@@ -64,7 +64,36 @@ pub struct FirstBlockSpec {
     pub kernel: usize,
 }
 
-/// One elastic MBConv stage.
+/// The block a stage is built of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlockKind {
+    /// MobileNetV2 inverted residual: 1x1 expand (ReLU6, absent at expand 1) -> kxk depthwise
+    /// (ReLU6) -> 1x1 linear projection.
+    #[default]
+    Mbconv,
+    /// Fused-MBConv (EfficientNetV2): dense kxk expand (ReLU6, present at every expand ratio)
+    /// -> 1x1 linear projection. Dense convs cost fewer instructions per MAC on Cortex-M and
+    /// train faster per MAC on a CPU than depthwise ones, which pays at high resolution.
+    Fused,
+}
+
+impl BlockKind {
+    /// True for the default kind (kept out of serialised spaces so older ones compare equal).
+    pub fn is_mbconv(&self) -> bool {
+        *self == BlockKind::Mbconv
+    }
+
+    /// Name as written in space files.
+    pub fn name(self) -> &'static str {
+        match self {
+            BlockKind::Mbconv => "mbconv",
+            BlockKind::Fused => "fused",
+        }
+    }
+}
+
+/// One elastic stage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StageSpec {
@@ -74,6 +103,15 @@ pub struct StageSpec {
     pub stride: usize,
     /// Allowed depths (number of blocks), ascending.
     pub depths: Vec<usize>,
+    /// Block type of every block of the stage.
+    #[serde(default, skip_serializing_if = "BlockKind::is_mbconv")]
+    pub block: BlockKind,
+    /// Kernel choices of this stage's blocks [default: the space's `kernel_sizes`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_sizes: Option<Vec<usize>>,
+    /// Expand-ratio choices of this stage's blocks [default: the space's `expand_ratios`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expand_ratios: Option<Vec<usize>>,
 }
 
 /// A validated MBConv search space.
@@ -189,8 +227,34 @@ impl SearchSpace {
                 return Err(bad(&key("stride"), stage.stride.to_string(), "1 or 2"));
             }
             check_list(&stage.depths, &key("depths"), origin, |d| (1..=8).contains(d), "values in 1..=8")?;
+            if let Some(k) = &stage.kernel_sizes {
+                check_list(k, &key("kernel_sizes"), origin, |k| *k % 2 == 1 && (1..=11).contains(k), "odd values in 1..=11")?;
+            }
+            if let Some(e) = &stage.expand_ratios {
+                check_list(e, &key("expand_ratios"), origin, |e| (1..=12).contains(e), "values in 1..=12")?;
+            }
         }
         Ok(())
+    }
+
+    /// Kernel choices of stage `i`'s blocks, ascending.
+    pub fn stage_kernels(&self, i: usize) -> &[usize] {
+        self.stages[i].kernel_sizes.as_deref().unwrap_or(&self.kernel_sizes)
+    }
+
+    /// Expand-ratio choices of stage `i`'s blocks, ascending.
+    pub fn stage_expands(&self, i: usize) -> &[usize] {
+        self.stages[i].expand_ratios.as_deref().unwrap_or(&self.expand_ratios)
+    }
+
+    /// Every kernel size any stage allows, ascending.
+    pub fn all_kernels(&self) -> Vec<usize> {
+        union((0..self.stages.len()).map(|i| self.stage_kernels(i)))
+    }
+
+    /// Every expand ratio any stage allows, ascending.
+    pub fn all_expands(&self) -> Vec<usize> {
+        union((0..self.stages.len()).map(|i| self.stage_expands(i)))
     }
 
     /// Channels after the stem at width multiplier `w`.
@@ -227,6 +291,13 @@ impl SearchSpace {
     pub fn max_width(&self) -> f64 {
         *self.width_multipliers.last().expect("validated non-empty")
     }
+}
+
+fn union<'a>(lists: impl Iterator<Item = &'a [usize]>) -> Vec<usize> {
+    let mut all: Vec<usize> = lists.flatten().copied().collect();
+    all.sort_unstable();
+    all.dedup();
+    all
 }
 
 /// Check that a list is non-empty, strictly ascending and every value passes `ok`.
@@ -311,7 +382,7 @@ mod tests {
     #[test]
     fn an_unknown_name_lists_every_shipped_space() {
         let err = resolve("no-such-space").unwrap_err().to_string();
-        assert!(err.contains("(shipped: cifar, fashion, mcunet)"), "{err}");
+        assert!(err.contains("(shipped: cifar, cifar-fused, fashion, mcunet)"), "{err}");
     }
 
     #[test]

@@ -101,7 +101,7 @@ pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
         trainer.splits.val.len(),
         trainer.steps_per_epoch(),
         spec.kd_weight,
-        spec.supernet.display(),
+        spec.supernet.as_ref().map_or_else(|| "scratch".to_string(), |p| p.display().to_string()),
         out.display()
     );
     if trainer.epoch >= trainer.experiment.train.epochs {

@@ -50,10 +50,11 @@ pub(crate) struct BuildArgs {
     seed: u64,
     /// Also measure members of this search run's Pareto set (RUN/pareto.json): the regions the
     /// search drives into, which uniform samples barely cover and where a predictor fitted on
-    /// them alone over-estimates.
+    /// them alone over-estimates. Repeat it for refinement rounds (NSGANetV2): each round's
+    /// search run adds its front to the earlier rounds'.
     #[arg(long)]
-    refine: Option<PathBuf>,
-    /// Front members taken from --refine, evenly spread over their predicted accuracy.
+    refine: Vec<PathBuf>,
+    /// Front members taken from each --refine run, evenly spread over their predicted accuracy.
     #[arg(long, default_value_t = 40)]
     refine_count: usize,
 }
@@ -131,7 +132,7 @@ fn build(a: BuildArgs) -> anyhow::Result<Outcome> {
     let m = open(&a.supernet, a.data.as_deref(), a.calib, a.val_images, crate::data::Split::Train, device)?;
     let space = m.evaluator.space().clone();
     let mut archs = sample_archs(&space, a.samples, a.seed);
-    if let Some(run) = &a.refine {
+    for run in &a.refine {
         let extra = front_archs(run, a.refine_count)?;
         for arch in extra {
             arch.validate(&space, &run.join("pareto.json").display().to_string())?;

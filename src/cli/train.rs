@@ -13,6 +13,11 @@ pub(crate) struct Args {
     /// Experiment TOML (e.g. experiments/cifar10.toml).
     #[arg(long)]
     experiment: PathBuf,
+    /// Train this one subnet of the experiment's space alone, from scratch, with the
+    /// experiment's recipe (arch JSON or RUN/pareto.json#ID): a standalone baseline instead of the
+    /// sandwich-rule supernet. `nas eval` and `nas export` then take the arch from the run.
+    #[arg(long)]
+    arch: Option<String>,
     /// Run folder for checkpoints and metrics.csv [default: runs/<experiment name>].
     #[arg(long)]
     out: Option<PathBuf>,
@@ -56,6 +61,14 @@ pub(crate) struct Args {
 pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
     let device: DeviceChoice = a.device.parse()?;
     let mut exp = Experiment::from_path(&a.experiment)?;
+    let arch = match &a.arch {
+        Some(spec) => {
+            let arch = crate::search::output::read_arch_spec(spec)?;
+            arch.validate(&exp.load_space()?, spec)?;
+            Some(arch)
+        }
+        None => None,
+    };
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&exp.name));
     // Only a resumed run reads the folder's checkpoint; a fresh one is refused or cleared when
     // the trainer claims the folder.
@@ -65,6 +78,15 @@ pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
             anyhow::bail!("--batch-size, --lr, --seed and --max-train-images cannot change a resumed run (only --epochs and --data)");
         }
         let meta = checkpoint::load_meta(dir)?;
+        let recorded = meta.finetune.as_ref().map(|f| &f.arch);
+        if recorded != arch.as_ref() {
+            anyhow::bail!(
+                "{} holds {}: resume it with {}",
+                out.display(),
+                if recorded.is_some() { "a standalone run of another arch" } else { "a supernet run" },
+                if recorded.is_some() { "the --arch it was started with" } else { "no --arch" }
+            );
+        }
         exp = meta.experiment;
         exp.data.path = meta.data_path;
         match meta.progress {
@@ -101,7 +123,11 @@ pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
         progress: !a.quiet,
         checkpoint_every: a.checkpoint_every,
     };
-    let mut trainer = Trainer::new(exp, &opts).with_context(|| format!("setting up run {}", out.display()))?;
+    let mut trainer = match &arch {
+        Some(arch) => Trainer::standalone(exp, arch.clone(), &opts),
+        None => Trainer::new(exp, &opts),
+    }
+    .with_context(|| format!("setting up run {}", out.display()))?;
     eprintln!(
         "training {} on {} ({} train / {} val / {} calib images, {} steps per epoch, device {device}) into {}",
         trainer.space.name,

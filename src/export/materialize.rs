@@ -9,10 +9,10 @@
 
 use burn::tensor::Tensor;
 
-use crate::ir::{Activation, LayerKind, Network, Role, Site};
+use crate::ir::{Activation, LayerKind, Network};
 use crate::supernet::Supernet;
 use crate::supernet::SupernetError;
-use crate::supernet::elastic::{BN_EPS, DynamicBatchNorm, ElasticConv, ElasticDepthwise};
+use crate::supernet::elastic::{BN_EPS, DynamicBatchNorm};
 
 /// Folded parameters of one layer; both empty for [`LayerKind::Add`] and
 /// [`LayerKind::GlobalAvgPool`].
@@ -49,24 +49,6 @@ fn bn_fold(bn: &DynamicBatchNorm, c: usize) -> (Vec<f32>, Vec<f32>) {
     (scale, shift)
 }
 
-fn conv_of(model: &Supernet, site: Site, role: Role) -> Option<&ElasticConv> {
-    match (site, role) {
-        (Site::Stem, _) => Some(&model.stem),
-        (Site::FirstBlock, Role::Project) => Some(&model.first_project),
-        (Site::Block { stage, block }, Role::Expand) => model.stages.get(stage)?.get(block)?.expand.as_ref(),
-        (Site::Block { stage, block }, Role::Project) => Some(&model.stages.get(stage)?.get(block)?.project),
-        _ => None,
-    }
-}
-
-fn depthwise_of(model: &Supernet, site: Site) -> Option<&ElasticDepthwise> {
-    match site {
-        Site::FirstBlock => Some(&model.first_dw),
-        Site::Block { stage, block } => Some(&model.stages.get(stage)?.get(block)?.depthwise),
-        _ => None,
-    }
-}
-
 /// Fold the subnet `net` out of `model` (use its running BN statistics: recalibrate first).
 pub fn materialize(model: &Supernet, net: &Network) -> Result<FloatNet, SupernetError> {
     model.check(net)?;
@@ -75,8 +57,8 @@ pub fn materialize(model: &Supernet, net: &Network) -> Result<FloatNet, Supernet
         let cin = net.shape(layer.input).c;
         let p = match layer.kind {
             LayerKind::Conv2d { kernel: k, out_channels, .. } => {
-                let conv = conv_of(model, layer.site, layer.role).expect("checked network");
-                let w = values(conv.weight.val().slice([0..out_channels, 0..cin, 0..k, 0..k]));
+                let conv = model.conv_for(layer).expect("checked network");
+                let w = values(conv.weight_for(out_channels, cin, k));
                 let (scale, shift) = bn_fold(&conv.bn, out_channels);
                 let mut weight = vec![0f32; out_channels * k * k * cin];
                 for o in 0..out_channels {
@@ -91,7 +73,7 @@ pub fn materialize(model: &Supernet, net: &Network) -> Result<FloatNet, Supernet
                 FloatLayer { weight, bias: shift }
             }
             LayerKind::DepthwiseConv2d { kernel: k, .. } => {
-                let dw = depthwise_of(model, layer.site).expect("checked network");
+                let dw = model.depthwise_for(layer).expect("checked network");
                 let w = values(dw.kernel(cin, k));
                 let (scale, shift) = bn_fold(&dw.bn, cin);
                 let mut weight = vec![0f32; k * k * cin];

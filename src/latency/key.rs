@@ -242,28 +242,31 @@ pub fn layer_expand(net: &Network, i: usize, arch: &Arch) -> Option<usize> {
 /// the expand ratio of the first block choice found producing it (`None` outside elastic
 /// blocks; one key can arise from several expand ratios, the column is informational).
 ///
-/// Exact because shapes in a stage depend only on resolution, width, and the stage's kernel and
-/// expand choice of that block: depth adds blocks but never changes the shapes of a stage's
-/// first block or of its later (stride 1, cin = cout) blocks. Lowering, for every resolution x
-/// width x kernel x expand, the arch with every stage at its maximum depth and every block set
-/// to that (kernel, expand) therefore yields every (stage, first-or-later block, kernel, expand)
-/// combination, hence every key.
+/// Exact because the shapes of a stage's blocks depend only on resolution, width, and that
+/// block's kernel and expand choice: a stage's input width is fixed by the width multiplier, and
+/// depth adds blocks but never changes the shapes of a stage's first block or of its later
+/// (stride 1, cin = cout) blocks. Lowering, for every resolution x width x stage x (kernel,
+/// expand) of that stage, the arch with every stage at its maximum depth and that stage's blocks
+/// set to that choice therefore yields every key.
 pub fn ops_of_space(space: &SearchSpace) -> Vec<(OpKey, Option<usize>)> {
     let mut seen: HashMap<OpKey, Option<usize>> = HashMap::new();
+    let first = |s: usize| BlockChoice { kernel: space.stage_kernels(s)[0], expand: space.stage_expands(s)[0] };
     for &resolution in &space.resolutions {
         for &width_mult in &space.width_multipliers {
-            for &kernel in &space.kernel_sizes {
-                for &expand in &space.expand_ratios {
-                    let choice = BlockChoice { kernel, expand };
-                    let arch = Arch {
-                        space: space.name.clone(),
-                        width_mult,
-                        resolution,
-                        stages: (0..space.stages.len()).map(|s| vec![choice; space.max_depth(s)]).collect(),
-                    };
-                    let net = crate::ir::lower(&arch, space);
-                    for i in 0..net.layers.len() {
-                        seen.entry(OpKey::of_layer(&net, i)).or_insert_with(|| layer_expand(&net, i, &arch));
+            for stage in 0..space.stages.len() {
+                for &kernel in space.stage_kernels(stage) {
+                    for &expand in space.stage_expands(stage) {
+                        let choice = |s: usize| if s == stage { BlockChoice { kernel, expand } } else { first(s) };
+                        let arch = Arch {
+                            space: space.name.clone(),
+                            width_mult,
+                            resolution,
+                            stages: (0..space.stages.len()).map(|s| vec![choice(s); space.max_depth(s)]).collect(),
+                        };
+                        let net = crate::ir::lower(&arch, space);
+                        for i in 0..net.layers.len() {
+                            seen.entry(OpKey::of_layer(&net, i)).or_insert_with(|| layer_expand(&net, i, &arch));
+                        }
                     }
                 }
             }

@@ -61,7 +61,7 @@ pub enum PredictorError {
 }
 
 /// OFA's one-hot arch encoding: per block slot (every stage at its maximum depth) a one-hot
-/// kernel and a one-hot expand ratio, all zeros for a skipped block; then a one-hot width
+/// kernel and a one-hot expand ratio (over every value any stage allows), all zeros for a skipped block; then a one-hot width
 /// multiplier and a one-hot resolution.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Encoding {
@@ -83,8 +83,8 @@ impl Encoding {
             slots += space.max_depth(i);
         }
         Encoding {
-            kernels: space.kernel_sizes.clone(),
-            expands: space.expand_ratios.clone(),
+            kernels: space.all_kernels(),
+            expands: space.all_expands(),
             widths: space.width_multipliers.clone(),
             resolutions: space.resolutions.clone(),
             slot_offsets,

@@ -50,11 +50,11 @@ fn lower(a: &Arch, space: &SearchSpace, gene: Gene) -> Option<Arch> {
     match gene {
         Gene::Expand(s, j) => {
             let b = m.stages.get_mut(s)?.get_mut(j)?;
-            b.expand = lower_in(&space.expand_ratios, b.expand)?;
+            b.expand = lower_in(space.stage_expands(s), b.expand)?;
         }
         Gene::Kernel(s, j) => {
             let b = m.stages.get_mut(s)?.get_mut(j)?;
-            b.kernel = lower_in(&space.kernel_sizes, b.kernel)?;
+            b.kernel = lower_in(space.stage_kernels(s), b.kernel)?;
         }
         Gene::Depth(s) => {
             let d = lower_in(&space.stages[s].depths, m.stages[s].len())?;

@@ -193,14 +193,31 @@ impl ElasticConv {
         (d[0], d[1])
     }
 
-    /// Conv with the first `out` output and first `x.c` input channels, then BN (and ReLU6 when
-    /// `relu6`). 1x1 stride-1 convs go through the GEMM op of [`super::pointwise`].
-    pub fn forward(&self, x: Tensor<4>, out: usize, stride: usize, p: Padding, mode: &BnMode, relu6: bool) -> Tensor<4> {
+    /// Stored (largest) kernel size.
+    pub fn max_kernel(&self) -> usize {
+        self.weight.dims()[2]
+    }
+
+    /// The weight a `[out, cin, k, k]` conv runs with: the first `out` output and `cin` input
+    /// channels and the centre `k x k` of the stored kernel (elastic kernel of a dense conv,
+    /// OFA's centre crop without a transform: a dense kernel has cin x as many taps to adapt).
+    pub fn weight_for(&self, out: usize, cin: usize, k: usize) -> Tensor<4> {
+        let off = (self.max_kernel() - k) / 2;
+        self.weight.val().slice([0..out, 0..cin, off..off + k, off..off + k])
+    }
+
+    /// Conv with the first `out` output and first `x.c` input channels and the centre `kernel`
+    /// of the stored kernel, then BN (and ReLU6 when `relu6`). 1x1 stride-1 convs go through
+    /// the GEMM op of [`super::pointwise`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward(&self, x: Tensor<4>, out: usize, kernel: usize, stride: usize, p: Padding, mode: &BnMode, relu6: bool) -> Tensor<4> {
         let cin = x.dims()[1];
-        let k = self.weight.dims()[2];
-        let w = self.weight.val().slice([0..out, 0..cin, 0..k, 0..k]);
-        let y =
-            if k == 1 && stride == 1 && p.is_zero() { super::pointwise::pointwise_conv2d(x, w) } else { conv_padded(x, w, stride, p, 1) };
+        let w = self.weight_for(out, cin, kernel);
+        let y = if kernel == 1 && stride == 1 && p.is_zero() {
+            super::pointwise::pointwise_conv2d(x, w)
+        } else {
+            conv_padded(x, w, stride, p, 1)
+        };
         self.bn.forward(y, mode, relu6)
     }
 }

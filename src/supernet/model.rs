@@ -11,17 +11,50 @@ use rand_chacha::ChaCha8Rng;
 use super::SupernetError;
 use super::elastic::{BnMode, DynamicBatchNorm, ElasticConv, ElasticDepthwise, uniform_param};
 use crate::ir::{Activation, LayerKind, Network, Role, Site};
-use crate::space::SearchSpace;
+use crate::space::{BlockKind, SearchSpace};
 
-/// One MBConv block slot: optional 1x1 expansion, elastic depthwise, 1x1 projection.
+/// One block slot. MBConv: optional 1x1 expansion, elastic depthwise, 1x1 projection. Fused:
+/// dense kxk expansion (elastic kernel by centre crop), 1x1 projection.
 #[derive(Module, Debug)]
 pub struct BlockSlot {
-    /// Expansion `[mid_max, cin_max, 1, 1]`; absent when the largest expand ratio is 1.
+    /// Expansion: MBConv `[mid_max, cin_max, 1, 1]`, absent when the largest expand ratio is 1;
+    /// fused `[mid_max, cin_max, k_max, k_max]`.
     pub expand: Option<ElasticConv>,
-    /// Depthwise `[mid_max, 1, k_max, k_max]` with kernel transforms.
-    pub depthwise: ElasticDepthwise,
+    /// Depthwise `[mid_max, 1, k_max, k_max]` with kernel transforms (MBConv only).
+    pub depthwise: Option<ElasticDepthwise>,
     /// Projection `[cout_max, mid_max, 1, 1]`.
     pub project: ElasticConv,
+}
+
+impl BlockSlot {
+    fn new(
+        space: &SearchSpace,
+        stage: usize,
+        cin: usize,
+        cout: usize,
+        next_id: &mut impl FnMut() -> usize,
+        rng: &mut ChaCha8Rng,
+        device: &Device,
+    ) -> Self {
+        let e_max = *space.stage_expands(stage).last().expect("validated non-empty");
+        let kernels = space.stage_kernels(stage);
+        let mid = space.mid_channels(cin, e_max);
+        match space.stages[stage].block {
+            BlockKind::Mbconv => {
+                let expand = (e_max > 1).then(|| ElasticConv::new(mid, cin, 1, next_id(), rng, device));
+                let dw_c = if e_max > 1 { mid } else { cin };
+                let depthwise = ElasticDepthwise::new(dw_c, kernels, next_id(), rng, device);
+                let project = ElasticConv::new(cout, dw_c, 1, next_id(), rng, device);
+                BlockSlot { expand, depthwise: Some(depthwise), project }
+            }
+            BlockKind::Fused => {
+                let k_max = *kernels.last().expect("validated non-empty");
+                let expand = ElasticConv::new(mid, cin, k_max, next_id(), rng, device);
+                let project = ElasticConv::new(cout, mid, 1, next_id(), rng, device);
+                BlockSlot { expand: Some(expand), depthwise: None, project }
+            }
+        }
+    }
 }
 
 /// The weight-shared supernet of a search space.
@@ -57,18 +90,12 @@ impl Supernet {
         let first_dw = ElasticDepthwise::new(stem_c, &[space.first_block.kernel], next_id(), &mut rng, device);
         let mut cin = space.first_block_channels(w);
         let first_project = ElasticConv::new(cin, stem_c, 1, next_id(), &mut rng, device);
-        let e_max = *space.expand_ratios.last().expect("validated non-empty");
         let mut stages = Vec::with_capacity(space.stages.len());
         for i in 0..space.stages.len() {
             let cout = space.stage_channels(i, w);
             let mut slots = Vec::new();
             for _ in 0..space.max_depth(i) {
-                let mid = space.mid_channels(cin, e_max);
-                let expand = (e_max > 1).then(|| ElasticConv::new(mid, cin, 1, next_id(), &mut rng, device));
-                let dw_c = if e_max > 1 { mid } else { cin };
-                let depthwise = ElasticDepthwise::new(dw_c, &space.kernel_sizes, next_id(), &mut rng, device);
-                let project = ElasticConv::new(cout, dw_c, 1, next_id(), &mut rng, device);
-                slots.push(BlockSlot { expand, depthwise, project });
+                slots.push(BlockSlot::new(space, i, cin, cout, &mut next_id, &mut rng, device));
                 cin = cout;
             }
             stages.push(slots);
@@ -91,7 +118,9 @@ impl Supernet {
             if let Some(e) = &slot.expand {
                 out.push(&e.bn);
             }
-            out.push(&slot.depthwise.bn);
+            if let Some(d) = &slot.depthwise {
+                out.push(&d.bn);
+            }
             out.push(&slot.project.bn);
         }
         out
@@ -105,7 +134,9 @@ impl Supernet {
             if let Some(e) = &slot.expand {
                 ids.push(e.weight.id);
             }
-            ids.push(slot.depthwise.weight.id);
+            if let Some(d) = &slot.depthwise {
+                ids.push(d.weight.id);
+            }
             ids.push(slot.project.weight.id);
         }
         ids
@@ -122,7 +153,7 @@ impl Supernet {
             push_bn(bn);
         }
         for slot in self.stages.iter().flatten() {
-            ids.extend(slot.depthwise.transforms.iter().map(|t| t.id));
+            ids.extend(slot.depthwise.iter().flat_map(|d| d.transforms.iter().map(|t| t.id)));
         }
         ids
     }
@@ -141,8 +172,8 @@ impl Supernet {
                         return bad(&name, "no convolution weights for this site".into());
                     };
                     let (o, i) = conv.max_channels();
-                    let k = conv.weight.dims()[2];
-                    if cout > o || cin > i || kernel != k {
+                    let k = conv.max_kernel();
+                    if cout > o || cin > i || kernel > k || kernel % 2 != k % 2 {
                         return bad(&name, format!("needs {cout}x{cin} k{kernel}, supernet holds {o}x{i} k{k}"));
                     }
                 }
@@ -192,7 +223,7 @@ impl Supernet {
     fn depthwise(&self, site: Site) -> Option<&ElasticDepthwise> {
         match site {
             Site::FirstBlock => Some(&self.first_dw),
-            Site::Block { stage, block } => Some(&self.stages.get(stage)?.get(block)?.depthwise),
+            Site::Block { stage, block } => self.stages.get(stage)?.get(block)?.depthwise.as_ref(),
             _ => None,
         }
     }
@@ -225,9 +256,9 @@ impl Supernet {
             let relu6 = layer.act == Activation::Relu6;
             let y = match layer.kind {
                 // Conv and depthwise apply their activation fused with their BN.
-                LayerKind::Conv2d { stride, padding, out_channels, .. } => {
+                LayerKind::Conv2d { kernel, stride, padding, out_channels } => {
                     let conv = self.conv(layer.site, layer.role).expect("checked network");
-                    tensors[layer.output.0 as usize] = Some(conv.forward(a, out_channels, stride, padding, mode, relu6));
+                    tensors[layer.output.0 as usize] = Some(conv.forward(a, out_channels, kernel, stride, padding, mode, relu6));
                     continue;
                 }
                 LayerKind::DepthwiseConv2d { kernel, stride, padding } => {

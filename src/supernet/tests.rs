@@ -39,6 +39,17 @@ pub(crate) fn tiny_space() -> SearchSpace {
     SearchSpace::from_toml_str(TINY_SPACE, "tiny").unwrap()
 }
 
+/// [`TINY_SPACE`] with a fused first stage (dense elastic kernel 3 or 5, expand 1 or 2).
+pub(crate) fn tiny_fused_space() -> SearchSpace {
+    let text = TINY_SPACE.replacen(
+        "[[stages]]\nchannels = 16\nstride = 2\ndepths = [1, 2]",
+        "[[stages]]\nblock = \"fused\"\nchannels = 16\nstride = 2\ndepths = [1, 2]\nkernel_sizes = [3, 5]\nexpand_ratios = [1, 2]",
+        1,
+    );
+    assert_ne!(text, TINY_SPACE);
+    SearchSpace::from_toml_str(&text.replace("name = \"tiny\"", "name = \"tiny-fused\""), "tiny-fused").unwrap()
+}
+
 fn values(t: Tensor<4>) -> Vec<f32> {
     t.into_data().try_to_vec::<f32>().unwrap()
 }
@@ -83,8 +94,9 @@ fn gradient_is_zero_outside_the_active_window() {
     assert_eq!(outside, 0.0, "inactive weights get exactly zero gradient");
 
     // Depthwise: kernel 3 of the stored 7x7, first `mid` channels.
-    let g = values(slot.depthwise.weight.val().grad(&grads).unwrap());
-    let (c_max, k) = (slot.depthwise.max_channels(), 7);
+    let dw = slot.depthwise.as_ref().unwrap();
+    let g = values(dw.weight.val().grad(&grads).unwrap());
+    let (c_max, k) = (dw.max_channels(), 7);
     let (mut inside, mut outside) = (0f32, 0f32);
     for ch in 0..c_max {
         for y in 0..k {
@@ -97,7 +109,7 @@ fn gradient_is_zero_outside_the_active_window() {
     assert!(inside > 0.0);
     assert_eq!(outside, 0.0);
     // The 5->3 transform is used (gets gradient); nothing maps 7->7.
-    assert!(slot.depthwise.transforms[0].val().grad(&grads).is_some());
+    assert!(dw.transforms[0].val().grad(&grads).is_some());
 
     // Absent block slot (depth 1 of 2): no gradient at all, or an all-zero one.
     if let Some(g) = model.stages[0][1].project.weight.val().grad(&grads) {
@@ -154,7 +166,7 @@ fn recalibration_changes_exactly_the_active_statistics() {
                 active.insert(model.stages[stage][block].expand.as_ref().unwrap().bn.id, c)
             }
             (crate::ir::LayerKind::DepthwiseConv2d { .. }, crate::ir::Site::Block { stage, block }, _) => {
-                active.insert(model.stages[stage][block].depthwise.bn.id, c)
+                active.insert(model.stages[stage][block].depthwise.as_ref().unwrap().bn.id, c)
             }
             (crate::ir::LayerKind::Conv2d { .. }, crate::ir::Site::Block { stage, block }, crate::ir::Role::Project) => {
                 active.insert(model.stages[stage][block].project.bn.id, c)
@@ -275,4 +287,71 @@ fn device_errors_name_the_missing_backend() {
         assert_eq!(err, "this build has no cuda backend: rebuild with --features cuda");
     }
     assert!(DeviceChoice::Cpu.device().is_ok());
+}
+
+#[test]
+fn fused_block_is_a_dense_centre_cropped_conv_and_trains_only_its_window() {
+    let space = tiny_fused_space();
+    let device = burn::tensor::Device::flex().autodiff();
+    let model = Supernet::new(&space, 2, &device);
+    let slot = &model.stages[0][0];
+    assert!(slot.depthwise.is_none());
+    let expand = slot.expand.as_ref().unwrap();
+    // [mid(8 x 2), cin 8, 5, 5] at full width.
+    assert_eq!(expand.weight.dims(), [16, 8, 5, 5]);
+    let mut arch = Arch::smallest(&space);
+    arch.stages[0][0] = crate::arch::BlockChoice { kernel: 3, expand: 2 };
+    let net = lower(&arch, &space);
+    let layer = net.layers.iter().find(|l| l.name() == "s0.b0.expand").unwrap();
+    assert!(matches!(layer.kind, crate::ir::LayerKind::Conv2d { kernel: 3, stride: 2, .. }));
+    assert!(!net.layers.iter().any(|l| l.name() == "s0.b0.dw"));
+    model.check(&net).unwrap();
+    let logits = model.forward(input(2, 1, 16, 3, &device), &net, &BnMode::Train);
+    let grads = logits.sum().backward();
+    let g = values(expand.weight.val().grad(&grads).unwrap());
+    let cin = space.first_block_channels(0.5);
+    let mid = space.mid_channels(cin, 2);
+    let (mut inside, mut outside) = (0f32, 0f32);
+    for o in 0..16 {
+        for i in 0..8 {
+            for y in 0..5 {
+                for x in 0..5 {
+                    let v = g[((o * 8 + i) * 5 + y) * 5 + x].abs();
+                    if o < mid && i < cin && (1..4).contains(&y) && (1..4).contains(&x) { inside += v } else { outside += v }
+                }
+            }
+        }
+    }
+    assert!(inside > 0.0, "the centre 3x3 of the active channels is trained");
+    assert_eq!(outside, 0.0, "the rim of the 5x5 and inactive channels are not");
+    // The crop is the stored weight's centre.
+    let w = expand.weight_for(4, 2, 3);
+    assert_eq!(values(w), values(expand.weight.val().slice([0..4, 0..2, 1..4, 1..4])));
+}
+
+#[test]
+fn fused_space_samples_run_and_round_trip() {
+    let space = tiny_fused_space();
+    let device = burn::tensor::Device::flex();
+    let model = Supernet::new(&space, 5, &device);
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    for i in 0..6 {
+        let arch = if i == 0 { Arch::largest(&space) } else { Arch::sample(&space, &mut rng) };
+        arch.validate(&space, "t").unwrap();
+        let net = lower(&arch, &space);
+        model.check(&net).unwrap();
+        let y = model.forward(input(2, 1, 16, i, &device), &net, &BnMode::Train);
+        assert!(values(y.reshape([2, 10, 1, 1])).iter().all(|v| v.is_finite()));
+    }
+    // Expand ratio 1 still has the dense expand conv (mid = cin): fused blocks always have one.
+    let mut arch = Arch::smallest(&space);
+    arch.stages[0] = vec![crate::arch::BlockChoice { kernel: 5, expand: 1 }; 2];
+    let net = lower(&arch, &space);
+    let expands =
+        net.layers.iter().filter(|l| l.site == crate::ir::Site::Block { stage: 0, block: 1 } && l.role == crate::ir::Role::Expand);
+    assert_eq!(expands.count(), 1);
+    // A kernel of the MBConv stage is not valid in the fused stage.
+    arch.stages[0][0].kernel = 7;
+    let err = arch.validate(&space, "a.json").unwrap_err().to_string();
+    assert!(err.contains("stages[0][0].kernel") && err.contains("[3, 5]"), "{err}");
 }

@@ -60,8 +60,9 @@ pub struct CheckpointMeta {
 pub struct FinetuneSpec {
     /// The subnet.
     pub arch: crate::arch::Arch,
-    /// The supernet checkpoint its weights were inherited from (and the teacher's).
-    pub supernet: PathBuf,
+    /// The supernet checkpoint its weights were inherited from (and the teacher's); `None` for
+    /// a standalone run (`nas train --arch`), whose weights start freshly initialised.
+    pub supernet: Option<PathBuf>,
     /// Weight of the distillation loss from the supernet's largest subnet, in [0, 1]
     /// (0: labels only, no teacher).
     pub kd_weight: f64,

@@ -176,7 +176,8 @@ pub fn finetuner(req: &FinetuneRequest, opts: &TrainOptions) -> Result<Trainer, 
     let mut exp = experiment_for(req, &meta.experiment)?;
     exp.data.path = data_path.clone();
     let data = load_data(&data_path, Split::Train)?;
-    let spec = FinetuneSpec { arch: req.arch.clone(), supernet: req.supernet.clone(), kd_weight: req.kd_weight, ema_decay: req.ema_decay };
+    let spec =
+        FinetuneSpec { arch: req.arch.clone(), supernet: Some(req.supernet.clone()), kd_weight: req.kd_weight, ema_decay: req.ema_decay };
     Trainer::finetune(exp, data, data_path, opts, spec, run)
 }
 

@@ -290,6 +290,19 @@ impl Trainer {
         Self::build(experiment, data, data_path, opts, None, run)
     }
 
+    /// A standalone run: `arch` of the experiment's space trained alone from freshly initialised
+    /// weights with the experiment's recipe (no sandwich, no teacher), or with `opts.resume`
+    /// its continuation. Its checkpoints record the arch like a fine-tuning run's, so `nas eval`
+    /// and `nas export` need no `--arch`. For comparing spaces or baselines by equal-budget
+    /// trainings of single networks.
+    pub fn standalone(experiment: Experiment, arch: Arch, opts: &TrainOptions) -> Result<Self, TrainError> {
+        let run = RunFolder::open(&opts.out, opts.start, "train")?;
+        let data_path = experiment.data_path();
+        let data = load_data(&data_path, Split::Train)?;
+        let spec = FinetuneSpec { arch, supernet: None, kd_weight: 0.0, ema_decay: 0.0 };
+        Self::build(experiment, data, data_path, opts, Some(spec), run)
+    }
+
     /// A fine-tuning run of `spec.arch` (or, with `opts.resume` and a checkpoint in
     /// `opts.out`, its continuation): the weights start as the supernet checkpoint's (at
     /// `spec.supernet`), the experiment is the supernet's with `train` replaced.
@@ -324,7 +337,7 @@ impl Trainer {
         };
         // A fresh fine-tuning run takes the space and normalisation of its supernet checkpoint.
         let supernet_meta = match (&meta, &finetune) {
-            (None, Some(f)) => Some(checkpoint::load_meta(&checkpoint::require(&f.supernet)?)?),
+            (None, Some(FinetuneSpec { supernet: Some(path), .. })) => Some(checkpoint::load_meta(&checkpoint::require(path)?)?),
             _ => None,
         };
         let space = match (&meta, &supernet_meta) {
@@ -386,8 +399,8 @@ impl Trainer {
         };
         let (model, epoch, step) = match (&resume_from, &meta, &finetune) {
             (Some(dir), Some(m), _) => (checkpoint::load_training_model(dir, m, &device)?, m.epoch, m.step),
-            (_, _, Some(f)) => {
-                let dir = checkpoint::require(&f.supernet)?;
+            (_, _, Some(FinetuneSpec { supernet: Some(path), .. })) => {
+                let dir = checkpoint::require(path)?;
                 let sm = checkpoint::load_meta(&dir)?;
                 (checkpoint::load_training_model(&dir, &sm, &device)?, 0, 0)
             }
@@ -443,10 +456,10 @@ impl Trainer {
     /// calibration images) when distillation is on.
     fn load_teacher(&mut self, device: &Device) -> Result<(), TrainError> {
         let Some(f) = &self.finetune else { return Ok(()) };
-        if f.spec.kd_weight <= 0.0 {
+        let Some(supernet) = f.spec.supernet.as_ref().filter(|_| f.spec.kd_weight > 0.0) else {
             return Ok(());
-        }
-        let dir = checkpoint::require(&f.spec.supernet)?;
+        };
+        let dir = checkpoint::require(supernet)?;
         let meta = checkpoint::load_meta(&dir)?;
         let teacher = checkpoint::load_model(&dir, &meta, device)?;
         let (calib, _) = self.eval_batches_with(device, false);
