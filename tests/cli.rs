@@ -340,6 +340,77 @@ fn train_killed_mid_epoch_resumes_to_the_uninterrupted_result() {
 }
 
 #[test]
+fn standalone_training_of_a_fused_subnet_evaluates_and_exports_from_its_run() {
+    let dir = tempfile::tempdir().unwrap();
+    // The shipped standalone recipe on the shipped mini set, shortened: 1 epoch of 10 steps.
+    let exp = std::fs::read_to_string(repo().join("experiments/recipes/standalone-cifar-fused.toml")).unwrap();
+    let exp = exp
+        .replace("epochs = 10", "epochs = 1")
+        .replace("batch_size = 128", "batch_size = 16")
+        .replace("calib_images = 2000", "calib_images = 100\nmax_train_images = 160");
+    assert!(exp.contains("epochs = 1\n") && exp.contains("max_train_images"), "{exp}");
+    let exp_path = dir.path().join("exp.toml");
+    std::fs::write(&exp_path, exp).unwrap();
+    let arch = "experiments/wip/space-compare/fused-lat.json";
+    let run = dir.path().join("run");
+    let args = |arch: &str| {
+        vec![
+            "train",
+            "--experiment",
+            exp_path.to_str().unwrap(),
+            "--arch",
+            arch,
+            "--data",
+            "experiments/data",
+            "--quiet",
+            "--out",
+            run.to_str().unwrap(),
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>()
+    };
+    let a = args(arch);
+    let o = nas(&a.iter().map(String::as_str).collect::<Vec<_>>(), &repo());
+    assert!(o.status.success(), "{:?}", text(&o));
+    let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    assert_eq!(metrics.lines().count(), 2, "{metrics}");
+    // The run records its arch: eval and export need no --arch.
+    let o = nas(&["eval", "--checkpoint", run.to_str().unwrap(), "--data", "experiments/data", "--calib", "100"], &repo());
+    assert!(o.status.success() && text(&o).0.contains("top-1"), "{:?}", text(&o));
+    let out = dir.path().join("export");
+    let o = nas(
+        &[
+            "export",
+            "--checkpoint",
+            run.to_str().unwrap(),
+            "--data",
+            "experiments/data",
+            "--calib",
+            "100",
+            "--format",
+            "tflite",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &repo(),
+    );
+    assert!(o.status.success() && out.join("model.tflite").is_file(), "{:?}", text(&o));
+    // Resuming with another arch is refused, naming the flag.
+    let other = sample(dir.path(), "cifar-fused", "smallest");
+    let mut b = args(other.to_str().unwrap());
+    b.push("--resume".into());
+    let o = nas(&b.iter().map(String::as_str).collect::<Vec<_>>(), &repo());
+    assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
+    assert!(text(&o).1.contains("another arch"), "{:?}", text(&o));
+    // An arch of another space is refused before any work.
+    let wrong = sample(dir.path(), "cifar", "smallest");
+    let o = nas(&args(wrong.to_str().unwrap()).iter().map(String::as_str).collect::<Vec<_>>(), &repo());
+    assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
+    assert!(text(&o).1.contains("space"), "{:?}", text(&o));
+}
+
+#[test]
 fn finetune_without_the_supernets_data_names_data_flag() {
     let dir = tempfile::tempdir().unwrap();
     let sn = dir.path().join("supernet");

@@ -208,7 +208,8 @@ impl ElasticConv {
 
     /// Conv with the first `out` output and first `x.c` input channels and the centre `kernel`
     /// of the stored kernel, then BN (and ReLU6 when `relu6`). 1x1 stride-1 convs go through
-    /// the GEMM op of [`super::pointwise`].
+    /// the GEMM op of [`super::pointwise`], others through
+    /// [`super::dense`].
     #[allow(clippy::too_many_arguments)]
     pub fn forward(&self, x: Tensor<4>, out: usize, kernel: usize, stride: usize, p: Padding, mode: &BnMode, relu6: bool) -> Tensor<4> {
         let cin = x.dims()[1];
@@ -216,7 +217,7 @@ impl ElasticConv {
         let y = if kernel == 1 && stride == 1 && p.is_zero() {
             super::pointwise::pointwise_conv2d(x, w)
         } else {
-            conv_padded(x, w, stride, p, 1)
+            super::dense::dense_conv2d(x, w, stride, p)
         };
         self.bn.forward(y, mode, relu6)
     }

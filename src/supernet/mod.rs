@@ -7,6 +7,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`batchnorm`] | BatchNorm fused with ReLU6, forward and backward on flex |
+//! | [`dense`] | dense kxk convolution as im2col + GEMM, forward and backward on flex |
 //! | [`depthwise`] | hand-written CPU (flex) depthwise conv forward and backward |
 //! | [`elastic`] | sliced convs, elastic-kernel depthwise, dynamic BatchNorm |
 //! | [`model`] | [`Supernet`]: construction, forward over an IR network |
@@ -15,6 +16,7 @@
 //! | [`eval`] | top-1 evaluation and [`SubnetEvaluator`] for the search |
 
 pub mod batchnorm;
+pub mod dense;
 pub mod depthwise;
 pub mod elastic;
 pub mod eval;
@@ -169,11 +171,12 @@ pub(crate) fn min_items(elems_per_item: usize) -> usize {
     MIN_TASK_ELEMS.div_ceil(elems_per_item.max(1))
 }
 
-/// Select the hand-written flex kernels (depthwise, pointwise, fused BatchNorm) or burn's
-/// generic ops for all three at once.
+/// Select the hand-written flex kernels (depthwise, pointwise, dense, fused BatchNorm) or burn's
+/// generic ops for all of them at once.
 pub fn set_fast_kernels(fast: bool) {
     depthwise::SWITCH.set_fast(fast);
     pointwise::SWITCH.set_fast(fast);
+    dense::SWITCH.set_fast(fast);
     batchnorm::SWITCH.set_fast(fast);
 }
 

@@ -82,14 +82,14 @@ struct Geom {
 }
 
 /// Images per rayon task: a few tasks per thread for balance, whole images each.
-fn chunk_images(n: usize) -> usize {
+pub(super) fn chunk_images(n: usize) -> usize {
     n.div_ceil(4 * rayon::current_num_threads()).max(1)
 }
 
 /// `dst (m x k2) = [dst +] lhs (m x k) * rhs (k x k2)`, all row-major with the given row
 /// strides, or column strides swapped in for a transposed operand (see the callers).
 #[allow(clippy::too_many_arguments)]
-fn gemm(
+pub(super) fn gemm(
     m: usize,
     n: usize,
     k: usize,
@@ -167,7 +167,7 @@ impl WeightView {
     }
 }
 
-fn flex_from_vec(values: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
+pub(super) fn flex_from_vec(values: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape))
 }
 
