@@ -307,8 +307,8 @@ fn train_killed_mid_epoch_resumes_to_the_uninterrupted_result() {
     // The shipped experiment on the shipped mini set, shortened: 1 epoch of 12 sandwich steps.
     let exp = std::fs::read_to_string(repo().join("experiments/cifar10.toml")).unwrap();
     let exp = exp
-        .replace("epochs = 60", "epochs = 1")
-        .replace("batch_size = 64", "batch_size = 16")
+        .replace("epochs = 40", "epochs = 1")
+        .replace("batch_size = 128", "batch_size = 16")
         .replace("calib_images = 2000", "calib_images = 100\nmax_train_images = 240");
     assert!(exp.contains("epochs = 1") && exp.contains("batch_size = 16") && exp.contains("max_train_images"), "{exp}");
     let exp_path = dir.path().join("exp.toml");

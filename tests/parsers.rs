@@ -63,14 +63,15 @@ fn no_panic<T>(what: &str, input: &str, f: impl FnOnce() -> T + std::panic::Unwi
 #[test]
 fn mutated_inputs_never_panic() {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
-    let space_text = shipped("search_spaces/cifar.toml");
-    let space = tinynas::space::SearchSpace::from_toml_str(&space_text, "cifar.toml").unwrap();
+    // Both block types and the per-stage choice lists of cifar-fused get mutated.
+    let space_texts = [shipped("search_spaces/cifar.toml"), shipped("search_spaces/cifar-fused.toml")];
+    let space = tinynas::space::SearchSpace::from_toml_str(&space_texts[0], "cifar.toml").unwrap();
     let arch_text = tinynas::arch::Arch::largest(&space).to_json();
     let board_text = shipped("latency_tables/boards.toml");
     let exp_text = shipped("experiments/cifar10.toml");
     let (mut spaces_ok, mut archs_ok) = (0, 0);
     for round in 0..1500 {
-        let mut edited = space_text.clone();
+        let mut edited = space_texts[round % 2].clone();
         for _ in 0..rng.random_range(1..4) {
             edited = mutate(&edited, &mut rng);
         }

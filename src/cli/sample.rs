@@ -7,7 +7,8 @@ use rand_chacha::ChaCha8Rng;
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
-    /// Search space: a shipped name (mcunet, cifar) or a TOML path.
+    /// Search space: a shipped name (a file of search_spaces/: cifar, cifar-fused, fashion,
+    /// mcunet) or a TOML path.
     #[arg(long, default_value = "cifar")]
     space: String,
     /// Random seed (same seed, same arch).
