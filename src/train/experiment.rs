@@ -221,7 +221,14 @@ mod tests {
 
     #[test]
     fn shipped_experiments_parse() {
-        for name in ["cifar10", "fashion_mnist"] {
+        for name in [
+            "cifar10",
+            "fashion_mnist",
+            "recipes/cifar10-long",
+            "recipes/cifar-fused",
+            "recipes/standalone-cifar",
+            "recipes/standalone-cifar-fused",
+        ] {
             let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("experiments/{name}.toml"));
             let exp = Experiment::from_path(&path).unwrap();
             exp.load_space().unwrap();
