@@ -79,13 +79,13 @@ pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
         }
         let meta = checkpoint::load_meta(dir)?;
         let recorded = meta.finetune.as_ref().map(|f| &f.arch);
-        if recorded != arch.as_ref() {
-            anyhow::bail!(
-                "{} holds {}: resume it with {}",
-                out.display(),
-                if recorded.is_some() { "a standalone run of another arch" } else { "a supernet run" },
-                if recorded.is_some() { "the --arch it was started with" } else { "no --arch" }
-            );
+        match (recorded, arch.as_ref()) {
+            (Some(r), Some(a)) if r != a => {
+                anyhow::bail!("{} holds a standalone run of another arch: resume it with the --arch it was started with", out.display())
+            }
+            (Some(_), None) => anyhow::bail!("{} holds a standalone run of one arch: resume it with its --arch", out.display()),
+            (None, Some(_)) => anyhow::bail!("{} holds a supernet run: resume it without --arch", out.display()),
+            _ => {}
         }
         exp = meta.experiment;
         exp.data.path = meta.data_path;
