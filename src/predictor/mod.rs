@@ -182,10 +182,40 @@ pub struct MlpFile {
     pub input_dim: usize,
     /// Layers; ReLU between them, none after the last (one output, top-1 as a fraction).
     pub layers: Vec<Dense>,
+    /// Further members of an ensemble, each an MLP like `layers` fitted from another seed; the
+    /// prediction is the mean over `layers` and these. Averaging damps the errors the search
+    /// would otherwise select for (it keeps the archs whose prediction errs upwards).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub more_members: Vec<Vec<Dense>>,
     /// Held-out quality.
     pub metrics: PredictorMetrics,
     /// Provenance.
     pub source: PredictorSource,
+}
+
+impl MlpFile {
+    /// Every member of the ensemble (`layers` first).
+    pub fn members(&self) -> impl Iterator<Item = &Vec<Dense>> {
+        std::iter::once(&self.layers).chain(&self.more_members)
+    }
+}
+
+/// Shapes chain from `input_dim` to one output, every weight finite.
+fn check_layers(layers: &[Dense], input_dim: usize) -> Result<(), String> {
+    let mut width = input_dim;
+    for (i, l) in layers.iter().enumerate() {
+        if l.inputs != width || l.weight.len() != l.inputs * l.outputs || l.bias.len() != l.outputs {
+            return Err(format!("layer {i}: shape {}x{} does not match its weights or the previous layer", l.inputs, l.outputs));
+        }
+        if l.weight.iter().chain(&l.bias).any(|v| !v.is_finite()) {
+            return Err(format!("layer {i}: non-finite weight"));
+        }
+        width = l.outputs;
+    }
+    if layers.is_empty() || width != 1 {
+        return Err("expected at least one layer and a single output".into());
+    }
+    Ok(())
 }
 
 /// [`MlpFile`] ready to predict for one space.
@@ -212,18 +242,8 @@ impl MlpPredictor {
             });
         }
         let bad = |message: String| PredictorError::Format { path: path.to_path_buf(), message };
-        let mut width = file.input_dim;
-        for (i, l) in file.layers.iter().enumerate() {
-            if l.inputs != width || l.weight.len() != l.inputs * l.outputs || l.bias.len() != l.outputs {
-                return Err(bad(format!("layer {i}: shape {}x{} does not match its weights or the previous layer", l.inputs, l.outputs)));
-            }
-            if l.weight.iter().chain(&l.bias).any(|v| !v.is_finite()) {
-                return Err(bad(format!("layer {i}: non-finite weight")));
-            }
-            width = l.outputs;
-        }
-        if file.layers.is_empty() || width != 1 {
-            return Err(bad("expected at least one layer and a single output".into()));
+        for (m, layers) in file.members().enumerate() {
+            check_layers(layers, file.input_dim).map_err(|e| bad(if m == 0 { e } else { format!("ensemble member {m}: {e}") }))?;
         }
         Ok(MlpPredictor { file, path: path.to_path_buf(), encoding })
     }
@@ -249,37 +269,43 @@ impl MlpPredictor {
             .map_err(|e| PredictorError::Io { path: path.to_path_buf(), message: e.to_string() })
     }
 
-    /// Predicted top-1 of one arch (not clamped).
+    /// Predicted top-1 of one arch (not clamped): the mean over the ensemble's members.
     pub fn predict_one(&self, arch: &Arch, scratch: &mut Scratch) -> f64 {
         self.encoding.active(arch, &mut scratch.active);
-        let first = &self.file.layers[0];
-        scratch.a.clear();
-        scratch.a.extend_from_slice(&first.bias);
-        // The input is one-hot: the first layer is a sum of weight rows.
-        for &i in &scratch.active {
-            axpy(&mut scratch.a, 1.0, &first.weight[i * first.outputs..(i + 1) * first.outputs]);
-        }
-        for layer in &self.file.layers[1..] {
-            for v in scratch.a.iter_mut() {
-                *v = v.max(0.0);
-            }
-            scratch.b.clear();
-            scratch.b.extend_from_slice(&layer.bias);
-            for (i, &x) in scratch.a.iter().enumerate() {
-                // After ReLU about half the activations are zero: skip their rows.
-                if x != 0.0 {
-                    axpy(&mut scratch.b, x, &layer.weight[i * layer.outputs..(i + 1) * layer.outputs]);
-                }
-            }
-            std::mem::swap(&mut scratch.a, &mut scratch.b);
-        }
-        scratch.a[0] as f64
+        let n = 1 + self.file.more_members.len();
+        self.file.members().map(|layers| member_one(layers, scratch)).sum::<f64>() / n as f64
     }
 
     /// The encoding of the predictor's space.
     pub fn encoding(&self) -> &Encoding {
         &self.encoding
     }
+}
+
+/// One member's prediction for the encoding in `scratch.active`.
+fn member_one(layers: &[Dense], scratch: &mut Scratch) -> f64 {
+    let first = &layers[0];
+    scratch.a.clear();
+    scratch.a.extend_from_slice(&first.bias);
+    // The input is one-hot: the first layer is a sum of weight rows.
+    for &i in &scratch.active {
+        axpy(&mut scratch.a, 1.0, &first.weight[i * first.outputs..(i + 1) * first.outputs]);
+    }
+    for layer in &layers[1..] {
+        for v in scratch.a.iter_mut() {
+            *v = v.max(0.0);
+        }
+        scratch.b.clear();
+        scratch.b.extend_from_slice(&layer.bias);
+        for (i, &x) in scratch.a.iter().enumerate() {
+            // After ReLU about half the activations are zero: skip their rows.
+            if x != 0.0 {
+                axpy(&mut scratch.b, x, &layer.weight[i * layer.outputs..(i + 1) * layer.outputs]);
+            }
+        }
+        std::mem::swap(&mut scratch.a, &mut scratch.b);
+    }
+    scratch.a[0] as f64
 }
 
 /// Reusable buffers of [`MlpPredictor::predict_one`].
@@ -318,9 +344,21 @@ impl MlpPredictor {
     /// Predicted top-1 of a block of archs (not clamped). Each weight row is loaded once per
     /// block and applied to every arch in it, so the hidden layers are not bound by memory
     /// bandwidth (a 400 x 400 layer is 640 KB).
+    /// The mean over the ensemble's members.
     pub fn predict_block(&self, archs: &[Arch], scratch: &mut Scratch) -> Vec<f64> {
+        let mut sum = vec![0f64; archs.len()];
+        for layers in self.file.members() {
+            for (s, v) in sum.iter_mut().zip(self.member_block(layers, archs, scratch)) {
+                *s += v as f64;
+            }
+        }
+        let n = (1 + self.file.more_members.len()) as f64;
+        sum.into_iter().map(|v| v / n).collect()
+    }
+
+    fn member_block(&self, layers: &[Dense], archs: &[Arch], scratch: &mut Scratch) -> Vec<f32> {
         let b = archs.len();
-        let first = &self.file.layers[0];
+        let first = &layers[0];
         let mut h = vec![0f32; b * first.outputs];
         for (k, arch) in archs.iter().enumerate() {
             self.encoding.active(arch, &mut scratch.active);
@@ -331,13 +369,13 @@ impl MlpPredictor {
             }
         }
         let mut width = first.outputs;
-        for layer in &self.file.layers[1..] {
+        for layer in &layers[1..] {
             h.iter_mut().for_each(|v| *v = v.max(0.0));
             let next = dense_block(&h, b, width, layer);
             h = next;
             width = layer.outputs;
         }
-        h.iter().map(|&v| v as f64).collect()
+        h
     }
 }
 
@@ -494,6 +532,7 @@ pub fn random_mlp(space: &SearchSpace, hidden: &[usize], mean: f32, seed: u64) -
         space: space.name.clone(),
         input_dim: dim,
         layers,
+        more_members: Vec::new(),
         metrics: PredictorMetrics { train_samples: 0, test_samples: 0, rmse_pp: None, kendall_tau: None, mean_acc: mean as f64 },
         source: PredictorSource { supernet: "none (random weights, not trained)".into(), measured_on: "nothing".into(), calib_images: 0 },
     }
@@ -502,6 +541,32 @@ pub fn random_mlp(space: &SearchSpace, hidden: &[usize], mean: f32, seed: u64) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ensemble_predicts_the_mean_of_its_members() {
+        let space = crate::space::resolve("cifar-fused").unwrap();
+        let files: Vec<MlpFile> = (0..3).map(|seed| random_mlp(&space, &[16, 8], 0.6, seed)).collect();
+        let single: Vec<MlpPredictor> = files.iter().map(|f| MlpPredictor::new(f.clone(), &space, Path::new("m")).unwrap()).collect();
+        let mut ens = files[0].clone();
+        ens.more_members = files[1..].iter().map(|f| f.layers.clone()).collect();
+        let json = serde_json::to_string(&ens).unwrap();
+        let back: MlpFile = serde_json::from_str(&json).unwrap();
+        let ens = MlpPredictor::new(back, &space, Path::new("e")).unwrap();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+        let archs: Vec<Arch> = (0..40).map(|_| Arch::sample(&space, &mut rng)).collect();
+        let mut s = Scratch::default();
+        let got = ens.predict_block(&archs, &mut s);
+        for (k, a) in archs.iter().enumerate() {
+            let mean = single.iter().map(|p| p.predict_one(a, &mut s)).sum::<f64>() / 3.0;
+            assert!((got[k] - mean).abs() < 1e-5, "{} vs {mean}", got[k]);
+            assert!((ens.predict_one(a, &mut s) - mean).abs() < 1e-5);
+        }
+        // A member of another shape is refused, naming it.
+        let mut bad = files[0].clone();
+        bad.more_members = vec![files[1].layers[..1].to_vec()];
+        let err = MlpPredictor::new(bad, &space, Path::new("b")).unwrap_err().to_string();
+        assert!(err.contains("ensemble member 1"), "{err}");
+    }
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
 

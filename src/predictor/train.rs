@@ -171,11 +171,14 @@ pub struct FitConfig {
     pub batch: usize,
     /// Seed of the split, the initial weights and the batch order.
     pub seed: u64,
+    /// Ensemble members, each fitted on the same training pairs from its own initial weights
+    /// and batch order (seed + member); the prediction is their mean.
+    pub members: usize,
 }
 
 impl Default for FitConfig {
     fn default() -> Self {
-        FitConfig { hidden: vec![400, 400, 400], epochs: 300, lr: 1e-3, batch: 64, seed: 0 }
+        FitConfig { hidden: vec![400, 400, 400], epochs: 300, lr: 1e-3, batch: 64, seed: 0, members: 1 }
     }
 }
 
@@ -240,31 +243,22 @@ impl MlpModel {
     }
 }
 
-/// Fit the predictor on 80% of `pairs` (seeded split) and measure it on the other 20%.
-pub fn fit(space: &SearchSpace, pairs: &[Pair], cfg: &FitConfig, source: PredictorSource) -> Result<MlpFile, TrainError> {
-    if pairs.len() < 10 {
-        return Err(TrainError::Config(format!("{} measured subnets: need at least 10 for an 80/20 split", pairs.len())));
-    }
-    if cfg.epochs == 0 || cfg.batch == 0 || cfg.hidden.contains(&0) {
-        return Err(TrainError::Config("epochs, batch size and hidden widths must be positive".into()));
-    }
-    let enc = Encoding::new(space);
-    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
-    let mut order: Vec<usize> = (0..pairs.len()).collect();
-    order.shuffle(&mut rng);
-    let n_test = (pairs.len() as f64 * 0.2).round() as usize;
-    let (test, train) = order.split_at(n_test);
-    let mean = train.iter().map(|&i| pairs[i].acc).sum::<f64>() / train.len() as f64;
-    let var = train.iter().map(|&i| (pairs[i].acc - mean).powi(2)).sum::<f64>() / train.len() as f64;
-    let std = var.sqrt().max(1e-4);
-
+/// One MLP trained on the `train` pairs (targets standardised with `(mean, std)`).
+fn fit_member(
+    enc: &Encoding,
+    pairs: &[Pair],
+    train: &[usize],
+    cfg: &FitConfig,
+    (mean, std): (f64, f64),
+    rng: &mut ChaCha8Rng,
+) -> Result<MlpModel, TrainError> {
     let device = DeviceChoice::Cpu.device()?.autodiff();
-    let mut widths = vec![enc.dim()];
+    let dim = enc.dim();
+    let mut widths = vec![dim];
     widths.extend_from_slice(&cfg.hidden);
     widths.push(1);
-    let mut model = MlpModel::new(&widths, &mut rng, &device);
+    let mut model = MlpModel::new(&widths, rng, &device);
     let mut optim = AdamConfig::new().init();
-    let dim = enc.dim();
     let batch_of = |idx: &[usize]| {
         let mut x = Vec::with_capacity(idx.len() * dim);
         let mut y = Vec::with_capacity(idx.len());
@@ -279,7 +273,7 @@ pub fn fit(space: &SearchSpace, pairs: &[Pair], cfg: &FitConfig, source: Predict
     };
     let mut train_order = train.to_vec();
     for epoch in 0..cfg.epochs {
-        train_order.shuffle(&mut rng);
+        train_order.shuffle(rng);
         // Cosine decay to 0 over the run.
         let lr = cfg.lr * 0.5 * (1.0 + (std::f64::consts::PI * epoch as f64 / cfg.epochs as f64).cos());
         for chunk in train_order.chunks(cfg.batch) {
@@ -290,12 +284,42 @@ pub fn fit(space: &SearchSpace, pairs: &[Pair], cfg: &FitConfig, source: Predict
             model = optim.step(lr, model, grads);
         }
     }
+    Ok(model)
+}
+
+/// Fit the predictor on 80% of `pairs` (seeded split) and measure it on the other 20%.
+pub fn fit(space: &SearchSpace, pairs: &[Pair], cfg: &FitConfig, source: PredictorSource) -> Result<MlpFile, TrainError> {
+    if pairs.len() < 10 {
+        return Err(TrainError::Config(format!("{} measured subnets: need at least 10 for an 80/20 split", pairs.len())));
+    }
+    if cfg.epochs == 0 || cfg.batch == 0 || cfg.members == 0 || cfg.hidden.contains(&0) {
+        return Err(TrainError::Config("epochs, batch size, ensemble members and hidden widths must be positive".into()));
+    }
+    let enc = Encoding::new(space);
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    let mut order: Vec<usize> = (0..pairs.len()).collect();
+    order.shuffle(&mut rng);
+    let n_test = (pairs.len() as f64 * 0.2).round() as usize;
+    let (test, train) = order.split_at(n_test);
+    let mean = train.iter().map(|&i| pairs[i].acc).sum::<f64>() / train.len() as f64;
+    let var = train.iter().map(|&i| (pairs[i].acc - mean).powi(2)).sum::<f64>() / train.len() as f64;
+    let std = var.sqrt().max(1e-4);
+    let dim = enc.dim();
+    let mut members = Vec::with_capacity(cfg.members);
+    for m in 0..cfg.members {
+        // Member 0 continues the split's generator, so a one-member fit is the plain MLP.
+        let mut member_rng = if m == 0 { rng.clone() } else { ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_add(m as u64)) };
+        let model = fit_member(&enc, pairs, train, cfg, (mean, std), &mut member_rng)?;
+        members.push(model.export(mean, std));
+    }
+    let layers = members.remove(0);
     let mut file = MlpFile {
         format: PREDICTOR_FORMAT.into(),
         version: 1,
         space: space.name.clone(),
         input_dim: dim,
-        layers: model.export(mean, std),
+        layers,
+        more_members: members,
         metrics: PredictorMetrics {
             train_samples: train.len(),
             test_samples: test.len(),
