@@ -113,7 +113,7 @@ pub(crate) fn run(a: TrainArgs) -> anyhow::Result<Outcome> {
     }
     let total: f64 = split.iter().sum();
     println!("largest subnet conv forward+backward, isolated: {:.0} ms", 1e3 * total);
-    for (name, t) in ["depthwise", "pointwise 1x1", "stem (dense kxk)"].iter().zip(split) {
+    for (name, t) in ["depthwise", "pointwise 1x1", "dense kxk"].iter().zip(split) {
         println!("  {name:<18} {:>7.0} ms  {:>5.1}%", 1e3 * t, 100.0 * t / total.max(1e-12));
     }
     Ok(Outcome::Ok)

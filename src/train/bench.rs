@@ -171,7 +171,7 @@ pub fn conv_split(cfg: &BenchConfig, trainer: &Trainer) -> [f64; 3] {
             let y = match kind {
                 0 => crate::supernet::depthwise::depthwise_conv2d(x.clone(), w.clone(), stride, padding),
                 1 if stride == 1 && padding.is_zero() => crate::supernet::pointwise::pointwise_conv2d(x.clone(), w.clone()),
-                _ => crate::supernet::elastic::conv_padded(x.clone(), w.clone(), stride, padding, 1),
+                _ => crate::supernet::dense::dense_conv2d(x.clone(), w.clone(), stride, padding),
             };
             let g = y.sum().backward();
             std::hint::black_box(w.grad(&g));
