@@ -1,15 +1,6 @@
 #!/usr/bin/env bash
-# The long supernet run for the searched network that must beat ResNet-8: the cifar space,
-# sandwich rule, 40 epochs (cosine), checkpointed every 200 steps so it survives being killed at
-# the end of every working session. Resumes wherever its run folder left off; a run folder
-# missing here is seeded from the work-in-progress checkpoint committed in the repository.
+# The long supernet run of the cifar space (sandwich rule, 40 epochs, cosine; now the shipped
+# supernet), resumable session after session: see supernet-resume.sh.
 # Usage: supernet-long.sh NAS_BINARY DATA RUN_DIR
 set -euo pipefail
-nas="$1"; data="$2"; run="$3"
-wip="experiments/wip/cifar10-long"
-if [ ! -e "$run/latest" ] && [ -e "$wip/latest" ]; then
-    mkdir -p "$run"
-    cp -r "$wip/." "$run/"
-fi
-exec "$nas" train --experiment experiments/recipes/cifar10-long.toml --data "$data" --out "$run" --resume \
-    --checkpoint-every 200 --quiet
+exec "$(dirname "$0")/supernet-resume.sh" "$1" "$2" "$3" experiments/recipes/cifar10-long.toml experiments/wip/cifar10-long

@@ -251,23 +251,28 @@ pub fn layer_expand(net: &Network, i: usize, arch: &Arch) -> Option<usize> {
 pub fn ops_of_space(space: &SearchSpace) -> Vec<(OpKey, Option<usize>)> {
     let mut seen: HashMap<OpKey, Option<usize>> = HashMap::new();
     let first = |s: usize| BlockChoice { kernel: space.stage_kernels(s)[0], expand: space.stage_expands(s)[0] };
+    // Every (stage, block choice of that stage); the other stages keep their first choice.
+    let variants: Vec<(usize, BlockChoice)> = (0..space.stages.len())
+        .flat_map(|st| {
+            space
+                .stage_kernels(st)
+                .iter()
+                .flat_map(move |&kernel| space.stage_expands(st).iter().map(move |&expand| (st, BlockChoice { kernel, expand })))
+        })
+        .collect();
     for &resolution in &space.resolutions {
         for &width_mult in &space.width_multipliers {
-            for stage in 0..space.stages.len() {
-                for &kernel in space.stage_kernels(stage) {
-                    for &expand in space.stage_expands(stage) {
-                        let choice = |s: usize| if s == stage { BlockChoice { kernel, expand } } else { first(s) };
-                        let arch = Arch {
-                            space: space.name.clone(),
-                            width_mult,
-                            resolution,
-                            stages: (0..space.stages.len()).map(|s| vec![choice(s); space.max_depth(s)]).collect(),
-                        };
-                        let net = crate::ir::lower(&arch, space);
-                        for i in 0..net.layers.len() {
-                            seen.entry(OpKey::of_layer(&net, i)).or_insert_with(|| layer_expand(&net, i, &arch));
-                        }
-                    }
+            for &(stage, choice) in &variants {
+                let block = |s: usize| if s == stage { choice } else { first(s) };
+                let arch = Arch {
+                    space: space.name.clone(),
+                    width_mult,
+                    resolution,
+                    stages: (0..space.stages.len()).map(|s| vec![block(s); space.max_depth(s)]).collect(),
+                };
+                let net = crate::ir::lower(&arch, space);
+                for i in 0..net.layers.len() {
+                    seen.entry(OpKey::of_layer(&net, i)).or_insert_with(|| layer_expand(&net, i, &arch));
                 }
             }
         }

@@ -20,7 +20,7 @@ use burn::tensor::{DType, Tensor};
 use rayon::prelude::*;
 
 use super::flex_op::{AdFlex, ConvOp, autodiff_forward};
-use super::pointwise::{chunk_images, flex_from_vec, gemm};
+use super::pointwise::{chunk_images, flex_from_vec, gemm, sum_over_image_chunks};
 use crate::ir::Padding;
 
 #[cfg(test)]
@@ -190,28 +190,14 @@ fn weight_grad(x: &FlexTensor, grad: &FlexTensor, g: &Geom) -> FlexTensor {
     let gs: &[f32] = grad.as_slice().expect("contiguous f32");
     let (xin, ohw, taps) = (g.cin * g.h * g.w, g.out_pixels(), g.taps());
     let (yout, wlen) = (g.cout * ohw, g.cout * taps);
-    let chunks = rayon::current_num_threads().clamp(1, g.n.max(1));
-    let per = g.n.div_ceil(chunks);
-    let partials: Vec<Vec<f32>> = (0..chunks)
-        .into_par_iter()
-        .map(|chunk| {
-            let mut dw = vec![0f32; wlen];
-            let mut cols = vec![0f32; taps * ohw];
-            for img in chunk * per..((chunk + 1) * per).min(g.n) {
-                g.im2col(&xs[img * xin..(img + 1) * xin], &mut cols);
-                // cols^T: element (p, t) sits at t * ohw + p.
-                gemm(g.cout, taps, ohw, &mut dw, taps, img > chunk * per, &gs[img * yout..(img + 1) * yout], (ohw, 1), &cols, (1, ohw));
-            }
-            dw
-        })
-        .collect();
-    let mut parts = partials.into_iter();
-    let mut dw = parts.next().unwrap_or_else(|| vec![0f32; wlen]);
-    for p in parts {
-        for (a, b) in dw.iter_mut().zip(&p) {
-            *a += b;
+    let dw = sum_over_image_chunks(g.n, wlen, |images, dw| {
+        let mut cols = vec![0f32; taps * ohw];
+        for img in images.clone() {
+            g.im2col(&xs[img * xin..(img + 1) * xin], &mut cols);
+            // cols^T: element (p, t) sits at t * ohw + p.
+            gemm(g.cout, taps, ohw, dw, taps, img > images.start, &gs[img * yout..(img + 1) * yout], (ohw, 1), &cols, (1, ohw));
         }
-    }
+    });
     flex_from_vec(dw, [g.cout, g.cin, g.k, g.k])
 }
 

@@ -212,6 +212,30 @@ fn input_grad(grad: &FlexTensor, w: &FlexTensor, g: &Geom) -> FlexTensor {
     flex_from_vec(dx, [g.n, g.cin, g.h, g.w])
 }
 
+/// A weight gradient summed over the batch: the images are split into one chunk per thread,
+/// `chunk(images, dw)` writes the chunk's partial sum into its own zeroed `len`-element buffer
+/// (overwriting is fine for the first image), and the partials are added.
+pub(super) fn sum_over_image_chunks(n: usize, len: usize, chunk: impl Fn(std::ops::Range<usize>, &mut [f32]) + Sync) -> Vec<f32> {
+    let chunks = rayon::current_num_threads().clamp(1, n.max(1));
+    let per = n.div_ceil(chunks);
+    let partials: Vec<Vec<f32>> = (0..chunks)
+        .into_par_iter()
+        .map(|c| {
+            let mut dw = vec![0f32; len];
+            chunk(c * per..((c + 1) * per).min(n), &mut dw);
+            dw
+        })
+        .collect();
+    let mut parts = partials.into_iter();
+    let mut dw = parts.next().unwrap_or_else(|| vec![0f32; len]);
+    for p in parts {
+        for (a, b) in dw.iter_mut().zip(&p) {
+            *a += b;
+        }
+    }
+    dw
+}
+
 /// `dW = sum_n dy[n] x[n]^T`: one partial `[cout, cin]` sum per batch chunk, then added.
 fn weight_grad(x: &FlexTensor, grad: &FlexTensor, g: &Geom) -> FlexTensor {
     let x = x.to_contiguous();
@@ -219,28 +243,14 @@ fn weight_grad(x: &FlexTensor, grad: &FlexTensor, g: &Geom) -> FlexTensor {
     let xs: &[f32] = x.as_slice().expect("contiguous f32");
     let gs: &[f32] = grad.as_slice().expect("contiguous f32");
     let (xin, yout, wlen) = (g.cin * g.hw, g.cout * g.hw, g.cout * g.cin);
-    let chunks = rayon::current_num_threads().clamp(1, g.n.max(1));
-    let per = g.n.div_ceil(chunks);
-    let partials: Vec<Vec<f32>> = (0..chunks)
-        .into_par_iter()
-        .map(|chunk| {
-            let mut dw = vec![0f32; wlen];
-            for img in chunk * per..((chunk + 1) * per).min(g.n) {
-                let gi = &gs[img * yout..(img + 1) * yout];
-                let xi = &xs[img * xin..(img + 1) * xin];
-                // x[n]^T: element (p, ci) sits at ci * hw + p.
-                gemm(g.cout, g.cin, g.hw, &mut dw, g.cin, img > chunk * per, gi, (g.hw, 1), xi, (1, g.hw));
-            }
-            dw
-        })
-        .collect();
-    let mut parts = partials.into_iter();
-    let mut dw = parts.next().unwrap_or_else(|| vec![0f32; wlen]);
-    for p in parts {
-        for (a, b) in dw.iter_mut().zip(&p) {
-            *a += b;
+    let dw = sum_over_image_chunks(g.n, wlen, |images, dw| {
+        for img in images.clone() {
+            let gi = &gs[img * yout..(img + 1) * yout];
+            let xi = &xs[img * xin..(img + 1) * xin];
+            // x[n]^T: element (p, ci) sits at ci * hw + p.
+            gemm(g.cout, g.cin, g.hw, dw, g.cin, img > images.start, gi, (g.hw, 1), xi, (1, g.hw));
         }
-    }
+    });
     flex_from_vec(dw, [g.cout, g.cin, 1, 1])
 }
 

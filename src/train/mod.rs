@@ -277,11 +277,16 @@ impl Trainer {
     /// run folder's latest checkpoint; `experiment` should be the checkpoint's experiment (see
     /// [`CheckpointMeta::experiment`]), possibly with more epochs, or the run is not exact.
     pub fn new(experiment: Experiment, opts: &TrainOptions) -> Result<Self, TrainError> {
+        Self::load_and_build(experiment, opts, None)
+    }
+
+    /// Claim the run folder, load the experiment's training data, build the run.
+    fn load_and_build(experiment: Experiment, opts: &TrainOptions, spec: Option<FinetuneSpec>) -> Result<Self, TrainError> {
         // The folder is claimed before the data loads, so a busy or non-empty one fails at once.
         let run = RunFolder::open(&opts.out, opts.start, "train")?;
         let data_path = experiment.data_path();
         let data = load_data(&data_path, Split::Train)?;
-        Self::build(experiment, data, data_path, opts, None, run)
+        Self::build(experiment, data, data_path, opts, spec, run)
     }
 
     /// Like [`Trainer::new`] with an already loaded training split.
@@ -296,11 +301,7 @@ impl Trainer {
     /// and `nas export` need no `--arch`. For comparing spaces or baselines by equal-budget
     /// trainings of single networks.
     pub fn standalone(experiment: Experiment, arch: Arch, opts: &TrainOptions) -> Result<Self, TrainError> {
-        let run = RunFolder::open(&opts.out, opts.start, "train")?;
-        let data_path = experiment.data_path();
-        let data = load_data(&data_path, Split::Train)?;
-        let spec = FinetuneSpec { arch, supernet: None, kd_weight: 0.0, ema_decay: 0.0 };
-        Self::build(experiment, data, data_path, opts, Some(spec), run)
+        Self::load_and_build(experiment, opts, Some(FinetuneSpec { arch, supernet: None, kd_weight: 0.0, ema_decay: 0.0 }))
     }
 
     /// A fine-tuning run of `spec.arch` (or, with `opts.resume` and a checkpoint in
