@@ -20,6 +20,7 @@
 //! | `plot` | report plots (plotters) | search |
 //! | `export` | int8 quantisation, int8 reference executor, `.tflite` writer | ir, supernet |
 //! | `codegen` | C code of an int8 subnet, firmware, the cross / host / QEMU tool driver | export, cost |
+//! | `fingerprint` | content hashes that key caches and resumed runs | - |
 //! | `run_folder` | run folders: one writer (lock), one run per folder (run id) | search |
 //! | `cli` | the `nas` command | all |
 
@@ -52,6 +53,7 @@ pub mod codegen;
 pub mod data;
 #[cfg(feature = "supernet")]
 pub mod export;
+pub mod fingerprint;
 pub mod plot;
 pub mod predictor;
 pub mod run_folder;

@@ -97,8 +97,9 @@ fn front_is_feasible_non_dominated_and_seeded() {
     }
     let csv = std::fs::read_to_string(d.join("a/archive.csv")).unwrap();
     let header = csv.lines().next().unwrap();
+    assert!(!header.split(',').any(|h| h == "arch"), "the genome column belongs to archive.parquet only: {header}");
     for col in [
-        "arch",
+        "id",
         "acc_predicted",
         "acc_measured",
         "latency_ms_estimate",
@@ -114,6 +115,12 @@ fn front_is_feasible_non_dominated_and_seeded() {
         assert!(header.split(',').any(|h| h == col), "missing column {col} in {header}");
     }
     assert!(d.join("a/archive.parquet").is_file() && d.join("a/hypervolume.csv").is_file());
+    let pq = std::fs::File::open(d.join("a/archive.parquet")).unwrap();
+    use polars::prelude::SerReader;
+    let df = polars::prelude::ParquetReader::new(pq).finish().unwrap();
+    assert_eq!(df.height(), csv.lines().count() - 1);
+    let arch: tinynas::arch::Arch = serde_json::from_str(df.column("arch").unwrap().str().unwrap().get(0).unwrap()).unwrap();
+    assert_eq!(arch.space, "cifar");
 
     // Same seed: same front; another seed: another archive.
     let o = search(d, "b", &["--generations", "8", "--seed", "3", "--no-plot"]);
@@ -324,6 +331,42 @@ fn predictor_build_then_search_measures_the_front() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("RMSE") && out.contains("Kendall tau"), "{out}");
     assert!(d.join("p.json.samples.jsonl").is_file());
+    assert!(out.contains("0 subnets from the cache, 20 measured now"), "{out}");
+    // The same weights reached by another path reuse every measurement; other weights under the
+    // old path reuse none, and the old measurements are kept aside.
+    let build = |sn: &str| {
+        let args = [
+            "predictor",
+            "build",
+            "--supernet",
+            sn,
+            "--samples",
+            "20",
+            "--out",
+            "p.json",
+            "--calib",
+            "32",
+            "--hidden",
+            "16,16",
+            "--epochs",
+            "20",
+        ];
+        let o = nas(d, &args);
+        assert!(o.status.success(), "{}", text(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    std::fs::rename(d.join("sn"), d.join("sn-moved")).unwrap();
+    let out = build("sn-moved");
+    assert!(out.contains("20 subnets from the cache, 0 measured now"), "{out}");
+    // Another learning rate: other weights on the same split.
+    let other = std::fs::read_to_string(d.join("quad-exp.toml")).unwrap().replace("lr = 0.05", "lr = 0.07");
+    assert!(other.contains("lr = 0.07"), "{other}");
+    std::fs::write(d.join("quad-exp2.toml"), other).unwrap();
+    let o = nas(d, &["train", "--experiment", "quad-exp2.toml", "--out", "sn", "--quiet"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = build("sn");
+    assert!(out.contains("0 subnets from the cache, 20 measured now") && out.contains("moved aside"), "{out}");
+    assert!(d.join("p.json.samples.jsonl.stale").is_file());
     let o = nas(d, &["predictor", "info", "p.json", "--space", "quad.toml"]);
     assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("held-out"), "{}", text(&o));
     let o = nas(

@@ -151,14 +151,24 @@ fn build(a: BuildArgs) -> anyhow::Result<Outcome> {
         std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }
     println!(
-        "measuring {} subnets of space {} on {} ({}); cache {}",
+        "measuring {} subnets of space {} on {} (weights {}; {}); cache {}",
         archs.len(),
         space.name,
         a.supernet.display(),
+        m.key.weights,
         m.source.measured_on,
         cache.display()
     );
-    let pairs = measure(&m, &archs, &cache, true)?;
+    let measured = measure(&m, &archs, &cache, true)?;
+    if measured.stale > 0 {
+        println!(
+            "the cache held {} measurements of other weights, data or settings: moved aside to {}.stale, not reused",
+            measured.stale,
+            cache.display()
+        );
+    }
+    println!("{} subnets from the cache, {} measured now", measured.cached, archs.len() - measured.cached);
+    let pairs = measured.pairs;
     let measured_s = start.elapsed().as_secs_f64();
     let cfg = FitConfig { hidden: a.hidden.clone(), epochs: a.epochs, lr: a.lr, batch: 64, seed: a.seed, members: a.ensemble };
     let file = fit(&space, &pairs, &cfg, m.source.clone())?;

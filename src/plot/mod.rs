@@ -294,6 +294,25 @@ fn padded(lo: f64, hi: f64, from_zero: bool) -> std::ops::Range<f64> {
     (lo - if from_zero { 0.0 } else { 0.05 * span })..(hi + 0.08 * span)
 }
 
+/// `pts` with at most one point per cell of a `size`-cell grid over `xr` x `yr`: the archive
+/// holds tens of thousands of archs, and each drawn circle is an element of the SVG (2 MB per
+/// plot before), while overlapping circles add nothing visible beyond their density.
+fn thinned(pts: Vec<(f64, f64)>, xr: &std::ops::Range<f64>, yr: &std::ops::Range<f64>, size: (u32, u32)) -> Vec<(f64, f64)> {
+    let cell = |v: f64, r: &std::ops::Range<f64>, n: u32| ((v - r.start) / (r.end - r.start) * n as f64).round() as i64;
+    let mut seen = std::collections::HashSet::new();
+    pts.into_iter().filter(|p| seen.insert((cell(p.0, xr, size.0), cell(p.1, yr, size.1)))).collect()
+}
+
+/// `v` on objective `o`'s axis, with its unit.
+fn fmt_objective(o: Objective, v: f64) -> String {
+    match o {
+        Objective::Latency => format!("{v:.1} ms"),
+        Objective::Sram | Objective::Flash => format!("{v:.1} KiB"),
+        Objective::Acc => format!("{v:.2}%"),
+        Objective::Macs => format!("{v:.2} M"),
+    }
+}
+
 /// The 2-D non-dominated staircase of `pts` (x minimised; y maximised when `y_max`).
 fn staircase(mut pts: Vec<(f64, f64)>, y_max: bool) -> Vec<(f64, f64)> {
     pts.sort_by(|a, b| a.0.total_cmp(&b.0).then(if y_max { b.1.total_cmp(&a.1) } else { a.1.total_cmp(&b.1) }));
@@ -342,11 +361,19 @@ pub fn pareto_plot(data: &RunPlotData, x: Objective, y: Objective, stem: &Path) 
         y0 = y0.min(p.1);
         y1 = y1.max(p.1);
     }
-    if let Some((b, _)) = &budget {
+    // A budget far beyond every arch would squeeze the data into a corner: zoom to the data
+    // and say in the legend that the budget lies off the scale.
+    let budget = budget.map(|(b, label)| {
+        if b > 2.0 * x1 { (None, format!("{label}: off scale, every arch at most {}", fmt_objective(x, x1))) } else { (Some(b), label) }
+    });
+    if let Some((Some(b), _)) = &budget {
         x1 = x1.max(*b);
     }
     let xr = padded(x0, x1, x != Objective::Acc);
     let yr = padded(y0, y1, false);
+    // Cells of 3x3 pixels, about the grey circles' size.
+    let n_archive = archive.len();
+    let archive = thinned(archive, &xr, &yr, (400, 267));
     let title = format!("{} vs {}: {} space on {}", title_name(y), title_name(x), data.space, data.board);
     let n_objectives = data.objectives.len();
     let n_front = front.len();
@@ -373,7 +400,7 @@ pub fn pareto_plot(data: &RunPlotData, x: Objective, y: Objective, stem: &Path) 
                 .draw()?;
             chart
                 .draw_series(archive.iter().map(|&p| Circle::new(p, 2, GREY.mix(0.25).filled())))?
-                .label(format!("all evaluated archs within budget ({})", archive.len() + n_front))
+                .label(format!("all evaluated archs within budget ({})", n_archive + n_front))
                 .legend(|(x, y)| Circle::new((x + 10, y), 3, GREY.mix(0.5).filled()));
             chart
                 .draw_series(front.iter().map(|&p| Circle::new(p, 3, BLUE.mix(0.6).filled())))?
@@ -390,8 +417,9 @@ pub fn pareto_plot(data: &RunPlotData, x: Objective, y: Objective, stem: &Path) 
                     .legend(|(x, y)| TriangleMarker::new((x + 10, y), 6, VERMILLION.filled()));
             }
             if let Some((b, label)) = &budget {
+                let line = b.map_or_else(Vec::new, |b| vec![(b, yr.start), (b, yr.end)]);
                 chart
-                    .draw_series(DashedLineSeries::new(vec![(*b, yr.start), (*b, yr.end)], 10, 6, VERMILLION.stroke_width(2)))?
+                    .draw_series(DashedLineSeries::new(line, 10, 6, VERMILLION.stroke_width(2)))?
                     .label(label.clone())
                     .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], VERMILLION.stroke_width(2)));
             }
@@ -740,6 +768,16 @@ mod tests {
         assert_eq!(s, vec![(1.0, 50.0), (3.0, 50.0), (3.0, 60.0)]);
         let s = staircase(vec![(1.0, 5.0), (2.0, 3.0), (3.0, 4.0)], false);
         assert_eq!(s, vec![(1.0, 5.0), (2.0, 5.0), (2.0, 3.0)]);
+    }
+
+    #[test]
+    fn thinning_keeps_one_point_per_pixel() {
+        // 0..100 over 100 pixels: 1000 points 0.01 apart collapse to about one per pixel.
+        let pts: Vec<(f64, f64)> = (0..1000).map(|i| (i as f64 * 0.01, 5.0)).collect();
+        let t = thinned(pts, &(0.0..100.0), &(0.0..10.0), (100, 10));
+        assert!((10..=12).contains(&t.len()), "{}", t.len());
+        let far = thinned(vec![(1.0, 1.0), (50.0, 1.0), (1.0, 9.0)], &(0.0..100.0), &(0.0..10.0), (100, 10));
+        assert_eq!(far.len(), 3);
     }
 
     #[test]

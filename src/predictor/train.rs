@@ -35,6 +35,21 @@ pub struct Measurer {
     pub evaluator: SubnetEvaluator,
     /// Provenance for the predictor file.
     pub source: PredictorSource,
+    /// What a measurement depends on: the key of the measurement cache.
+    pub key: MeasureKey,
+}
+
+/// Everything a measured top-1 depends on besides the arch, by content rather than by path:
+/// another epoch written over the same checkpoint folder, or other data under the same name,
+/// must not reuse old measurements, and the same checkpoint reached by another path should.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MeasureKey {
+    /// Fingerprint of the weights file.
+    pub weights: String,
+    /// Fingerprint of the images and labels the split and the scores are drawn from.
+    pub data: String,
+    /// Normalisation, split seed and fraction, images scored and calibration images.
+    pub settings: String,
 }
 
 /// Open `checkpoint` (run or checkpoint folder) to measure subnets, recalibrating BN on `calib`
@@ -57,8 +72,12 @@ pub fn open(
         .map_err(|source| TrainError::Data { path: o.data_path.clone(), source })?;
     let (norm, dev) = (&o.meta.normalization, &o.device);
     let space = o.meta.space.clone();
+    let mut data = crate::fingerprint::Fnv::default();
+    hash_dataset(&mut data, &o.train);
+    let (normalization, weights) = (format!("{:?}", o.meta.normalization), o.weights.clone());
     let (evaluator, n_val, what) = if split == Split::Test {
         let test = o.load_test()?;
+        hash_dataset(&mut data, &test);
         let n = if max_val == 0 { test.len() } else { max_val.min(test.len()) };
         let idx: Vec<usize> = (0..n).collect();
         let ev = SubnetEvaluator::from_sets(o.model, space, (&test, &idx), (&o.train, &splits.calib), norm, dev);
@@ -78,14 +97,32 @@ pub fn open(
         let ev = SubnetEvaluator::from_parts(o.model, space, &o.train, &val, &splits.calib, norm, dev);
         (ev, n, "held-out validation images")
     };
+    let key = MeasureKey {
+        weights,
+        data: data.finish(),
+        settings: format!(
+            "normalization {normalization}; {what}: {n_val} (val_fraction {val_fraction}, split seed {}); calibration images {}",
+            exp.train.seed,
+            splits.calib.len()
+        ),
+    };
     Ok(Measurer {
         evaluator,
+        key,
         source: PredictorSource {
             supernet: checkpoint.display().to_string(),
             measured_on: format!("{n_val} {what} of {}", o.data_path.display()),
             calib_images: splits.calib.len(),
         },
     })
+}
+
+fn hash_dataset(h: &mut crate::fingerprint::Fnv, ds: &crate::data::Dataset) {
+    h.update(&ds.images);
+    for l in &ds.labels {
+        h.update(&l.to_le_bytes());
+    }
+    h.update(format!("{}x{}x{}", ds.height, ds.width, ds.channels).as_bytes());
 }
 
 /// The archs to measure: smallest, largest, then distinct uniform samples (seeded).
@@ -109,12 +146,26 @@ pub fn sample_archs(space: &SearchSpace, n: usize, seed: u64) -> Vec<Arch> {
     out
 }
 
+/// Measured pairs, and how many came from the cache.
+pub struct Measured {
+    /// One pair per requested arch, in order.
+    pub pairs: Vec<Pair>,
+    /// Pairs read from the cache rather than measured.
+    pub cached: usize,
+    /// Lines of an existing cache that were left aside because its key differs (the old file
+    /// is kept beside it as `<cache>.stale`).
+    pub stale: usize,
+}
+
 /// Measure `archs`, reusing and extending the cache `cache` (JSON lines, one [`Pair`] each,
-/// after a header naming the supernet): a killed build resumes where it stopped.
-pub fn measure(m: &Measurer, archs: &[Arch], cache: &Path, progress: bool) -> Result<Vec<Pair>, TrainError> {
+/// after a header holding the [`MeasureKey`]): a killed build resumes where it stopped. A cache
+/// with another key (other weights, data or settings) is moved to `<cache>.stale`, never
+/// reused.
+pub fn measure(m: &Measurer, archs: &[Arch], cache: &Path, progress: bool) -> Result<Measured, TrainError> {
     let io = |e: std::io::Error| TrainError::Io { path: cache.to_path_buf(), message: e.to_string() };
-    let header = serde_json::to_string(&m.source).expect("source serialises");
+    let header = serde_json::to_string(&m.key).expect("key serialises");
     let mut known: std::collections::HashMap<Arch, f64> = std::collections::HashMap::new();
+    let mut stale = 0;
     if let Ok(text) = std::fs::read_to_string(cache) {
         let mut lines = text.lines();
         if lines.next() == Some(header.as_str()) {
@@ -124,6 +175,11 @@ pub fn measure(m: &Measurer, archs: &[Arch], cache: &Path, progress: bool) -> Re
                     known.insert(p.arch, p.acc);
                 }
             }
+        } else {
+            stale = lines.count();
+            let mut aside = cache.as_os_str().to_owned();
+            aside.push(".stale");
+            std::fs::rename(cache, &aside).map_err(io)?;
         }
     }
     // Rewrite the cache (header + what is known) beside it and rename, so a kill never loses
@@ -136,6 +192,7 @@ pub fn measure(m: &Measurer, archs: &[Arch], cache: &Path, progress: bool) -> Re
     crate::search::write_atomic(cache, text.as_bytes()).map_err(io)?;
     let mut f = std::fs::OpenOptions::new().append(true).open(cache).map_err(io)?;
     let todo = archs.iter().filter(|a| !known.contains_key(*a)).count();
+    let cached = archs.iter().collect::<std::collections::HashSet<_>>().into_iter().filter(|a| known.contains_key(*a)).count();
     let bar = if progress { indicatif::ProgressBar::new(todo as u64) } else { indicatif::ProgressBar::hidden() };
     bar.set_style(
         indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} subnets measured, eta {eta}").expect("template"),
@@ -155,7 +212,7 @@ pub fn measure(m: &Measurer, archs: &[Arch], cache: &Path, progress: bool) -> Re
         out.push(Pair { arch: a.clone(), acc });
     }
     bar.finish_and_clear();
-    Ok(out)
+    Ok(Measured { pairs: out, cached, stale })
 }
 
 /// MLP fitting settings.

@@ -1,5 +1,7 @@
-//! What a search leaves in its run folder: `archive.parquet` / `archive.csv` (every evaluated
-//! arch), `pareto.json` (the front with per-layer memory), `hypervolume.csv`, and the summary
+//! What a search leaves in its run folder: `archive.parquet` (every evaluated arch, with its
+//! genome as JSON) and `archive.csv` (the same table without the genome column, which made up
+//! four fifths of its bytes and is already in the parquet file, `archive.jsonl` and, for the
+//! front, `pareto.json`), `pareto.json` (the front with per-layer memory), `hypervolume.csv`, and the summary
 //! table printed at the end. Every file is written to a temporary name and renamed into place.
 
 use super::{Search, write_atomic};
@@ -58,11 +60,12 @@ pub fn archive_frame(search: &Search, pareto: &[usize], measured: &Measured) -> 
     DataFrame::new(recs.len(), cols)
 }
 
-/// Write `df` as CSV and Parquet next to each other (`stem.csv`, `stem.parquet`).
+/// Write `df` as Parquet (`stem.parquet`) and, without its `arch` column, as CSV (`stem.csv`).
 pub fn write_frame(df: &mut DataFrame, dir: &Path, stem: &str) -> Result<(), OutputError> {
     let csv = dir.join(format!("{stem}.csv"));
     let mut bytes = Vec::new();
-    CsvWriter::new(&mut bytes).finish(df).map_err(|e| out_err(&csv, e))?;
+    let mut lean = df.drop("arch").unwrap_or_else(|_| df.clone());
+    CsvWriter::new(&mut bytes).finish(&mut lean).map_err(|e| out_err(&csv, e))?;
     write_atomic(&csv, &bytes).map_err(|e| out_err(&csv, e))?;
     let pq = dir.join(format!("{stem}.parquet"));
     let mut bytes = Vec::new();

@@ -126,6 +126,8 @@ pub struct OpenedCheckpoint {
     pub data_path: std::path::PathBuf,
     /// Its training split.
     pub train: Dataset,
+    /// Fingerprint of the weights file (see [`checkpoint::weights_fingerprint`]).
+    pub weights: String,
 }
 
 impl OpenedCheckpoint {
@@ -138,10 +140,11 @@ impl OpenedCheckpoint {
         let meta = checkpoint::load_meta(&dir)?;
         let device = device.device()?;
         let model = checkpoint::load_model(&dir, &meta, &device)?;
+        let weights = checkpoint::weights_fingerprint(&dir, &meta)?;
         let data_path = data.map(Path::to_path_buf).unwrap_or_else(|| meta.data_path.clone());
         let train = load_data(&data_path, Split::Train)?;
         check_data(&train, &meta.space)?;
-        Ok(OpenedCheckpoint { meta, model, device, data_path, train })
+        Ok(OpenedCheckpoint { meta, model, device, data_path, train, weights })
     }
 
     /// The test split of the same dataset, checked against the space.

@@ -196,6 +196,13 @@ pub fn load_model(dir: &Path, meta: &CheckpointMeta, device: &Device) -> Result<
     load_file(dir, meta, MODEL, device)
 }
 
+/// Fingerprint of the weights [`load_model`] reads from checkpoint folder `dir`: what caches of
+/// measurements on this checkpoint are keyed by.
+pub fn weights_fingerprint(dir: &Path, meta: &CheckpointMeta) -> Result<String, TrainError> {
+    let path = dir.join(if meta.finetune.as_ref().is_some_and(|f| f.ema_decay > 0.0) { EMA } else { MODEL });
+    crate::fingerprint::of_file(&path).map_err(|e| TrainError::Io { path, message: e.to_string() })
+}
+
 /// Load the trained weights (not the average) of checkpoint folder `dir`, to resume training.
 pub fn load_training_model(dir: &Path, meta: &CheckpointMeta, device: &Device) -> Result<Supernet, TrainError> {
     load_file(dir, meta, MODEL, device)
