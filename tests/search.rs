@@ -162,6 +162,24 @@ fn resume_after_interruption_matches_a_straight_run() {
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     assert!(err.contains("different settings: seed: saved 0, now 9 (only --generations"), "{}", text(&o));
     assert_eq!(err.lines().count(), 1, "{err}");
+
+    // Resumed from another directory: the predictor and the run folder are named by other
+    // paths, and the same content is accepted.
+    let o = search(d, "elsewhere", &["--generations", "5", "--no-plot"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let sub = d.join("sub");
+    std::fs::create_dir_all(sub.join("latency_tables")).unwrap();
+    std::fs::copy(d.join("latency_tables/boards.toml"), sub.join("latency_tables/boards.toml")).unwrap();
+    let args = ["search", "--sram", "96k", "--flash", "400k", "--latency", "12ms", "--predictor", "../p.json", "--population", "16"];
+    let rest = ["--out", "../elsewhere", "--measure", "0", "--generations", "10", "--resume", "--no-plot"];
+    let o = nas(&sub, &[&args[..], &rest[..]].concat());
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(pareto(d, "straight")["members"], pareto(d, "elsewhere")["members"]);
+    // Another predictor's content under the same name is refused.
+    MlpPredictor::save(&random_mlp(&tinynas::space::resolve("cifar").unwrap(), &[32, 32], 0.8, 2), &d.join("p.json")).unwrap();
+    let o = nas(&sub, &[&args[..], &rest[..]].concat());
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("accuracy: saved \"MLP predictor fnv1a64:"), "{}", text(&o));
 }
 
 #[test]
@@ -209,6 +227,27 @@ fn cost_only_objectives_need_no_predictor() {
     for f in ["pareto_latency_vs_sram.png", "pareto_latency_vs_sram.svg", "hypervolume.png"] {
         assert!(std::fs::metadata(dir.path().join("r").join(f)).unwrap().len() > 1000, "{f}");
     }
+    // Costs only: the smallest subnet dominates, and the output says so.
+    let o = nas(
+        dir.path(),
+        &[
+            "search",
+            "--sram",
+            "128k",
+            "--objectives",
+            "latency,sram,flash",
+            "--generations",
+            "3",
+            "--population",
+            "10",
+            "--out",
+            "r2",
+            "--no-plot",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("Pareto front: 1 archs") && out.contains("smallest subnet minimises them all"), "{out}");
 }
 
 fn run_dir(dir: &Path, name: &str) -> PathBuf {

@@ -288,6 +288,11 @@ pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
         search.hypervolume.last().unwrap_or(&0.0),
     );
     println!("Pareto front: {} archs (latency_ms* = {})", pareto.len(), info.latency_short);
+    if pareto.len() == 1 && !wants_acc {
+        println!(
+            "note: without acc every objective is a cost, and the smallest subnet minimises them all at once, so it dominates every other arch; add acc (e.g. --objectives acc,latency,sram) for a trade-off"
+        );
+    }
     print!("{}", output::summary_table(&search, &pareto, &measured, a.rows));
     if let Some(l) = &info.measured_label {
         println!("acc_meas%: {l}");

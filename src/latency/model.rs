@@ -99,6 +99,8 @@ pub struct TableLatencyModel {
     exact: HashMap<OpKey, f64>,
     fits: Vec<OpFit>,
     estimate: Option<MacsPerCycleModel>,
+    /// Fingerprint of the table's rows.
+    fingerprint: String,
 }
 
 impl TableLatencyModel {
@@ -139,6 +141,7 @@ impl TableLatencyModel {
             exact: table.rows.iter().map(|r| (r.key, r.cycles())).collect(),
             fits,
             estimate: if missing.is_empty() { None } else { estimate },
+            fingerprint: crate::fingerprint::of_bytes(format!("{:?}", table.rows).as_bytes()),
         })
     }
 
@@ -201,6 +204,13 @@ impl LatencyModel for TableLatencyModel {
             Unit::Instructions => format!("table {file} ({target} instructions x CPI {}, estimate)", self.cycles_per_unit),
             Unit::Cycles => format!("table {file} (cycles measured on {target})"),
         }
+    }
+
+    fn identity(&self) -> String {
+        format!(
+            "latency table of {} rows ({}), x {} cycles per {}, {} MHz",
+            self.rows, self.fingerprint, self.cycles_per_unit, self.unit, self.clock_mhz
+        )
     }
 
     fn latency_ms(&self, net: &Network, _macs: u64) -> f64 {

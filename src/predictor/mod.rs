@@ -23,6 +23,10 @@ pub trait AccuracyModel: Send + Sync {
     fn predict(&self, archs: &[Arch]) -> Vec<f64>;
     /// One line for outputs, e.g. "MLP predictor p.json (held-out RMSE 0.8 pp)".
     fn describe(&self) -> String;
+    /// What a resumed search must find unchanged: the model's content, not its path.
+    fn identity(&self) -> String {
+        self.describe()
+    }
 }
 
 /// A predictor file could not be used.
@@ -226,6 +230,8 @@ pub struct MlpPredictor {
     /// Where it was loaded from (for messages).
     pub path: PathBuf,
     encoding: Encoding,
+    /// Fingerprint of the file's content.
+    fingerprint: String,
 }
 
 impl MlpPredictor {
@@ -245,7 +251,8 @@ impl MlpPredictor {
         for (m, layers) in file.members().enumerate() {
             check_layers(layers, file.input_dim).map_err(|e| bad(if m == 0 { e } else { format!("ensemble member {m}: {e}") }))?;
         }
-        Ok(MlpPredictor { file, path: path.to_path_buf(), encoding })
+        let fingerprint = crate::fingerprint::of_bytes(serde_json::to_string(&file).expect("predictor serialises").as_bytes());
+        Ok(MlpPredictor { file, path: path.to_path_buf(), encoding, fingerprint })
     }
 
     /// Load a predictor file for `space`.
@@ -463,6 +470,10 @@ impl AccuracyModel for MlpPredictor {
             let handles: Vec<_> = archs.chunks(chunk).map(|c| s.spawn(move || run(c))).collect();
             handles.into_iter().flat_map(|h| h.join().expect("predictor thread")).collect()
         })
+    }
+
+    fn identity(&self) -> String {
+        format!("MLP predictor {}", self.fingerprint)
     }
 
     fn describe(&self) -> String {

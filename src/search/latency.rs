@@ -50,6 +50,11 @@ pub trait LatencyModel: Send + Sync {
     fn label(&self) -> String;
     /// A few words for tables, plot axes and messages (the provenance stays in [`Self::label`]).
     fn short_label(&self) -> String;
+    /// What a resumed search must find unchanged: the model's content, not the path it was read
+    /// from (a run resumed from another directory names the same table by another path).
+    fn identity(&self) -> String {
+        self.label()
+    }
 }
 
 /// The MACs-per-cycle estimate of one board (see the module docs).

@@ -287,9 +287,9 @@ pub struct RunKey {
     pub budget: Budget,
     /// Objectives.
     pub objectives: Vec<Objective>,
-    /// Latency model label.
+    /// Latency model identity (content, not path: see [`LatencyModel::identity`]).
     pub latency: String,
-    /// Accuracy model label.
+    /// Accuracy model identity.
     pub accuracy: Option<String>,
     /// Population.
     pub population: usize,
@@ -307,7 +307,7 @@ pub struct RunKey {
 /// records live in `archive.jsonl`, of which the first `archive_len` lines are valid.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SavedState {
-    /// Format version (1).
+    /// Format version ([`STATE_VERSION`]).
     pub version: u32,
     /// What the run was started with.
     pub key: RunKey,
@@ -322,6 +322,9 @@ pub struct SavedState {
     /// Random stream position.
     pub rng: RngState,
 }
+
+/// Format of `state.json`: 2 keys the latency and accuracy models by content.
+pub const STATE_VERSION: u32 = 2;
 
 /// File of the saved state inside a run folder.
 pub const STATE_FILE: &str = "state.json";
@@ -382,8 +385,8 @@ impl Search {
             space: self.eval.space.name.clone(),
             budget: self.eval.budget,
             objectives: self.eval.objectives.clone(),
-            latency: self.eval.latency_label(),
-            accuracy: self.eval.accuracy_label(),
+            latency: self.eval.latency.identity(),
+            accuracy: self.eval.accuracy.as_ref().map(|a| a.identity()),
             population: self.config.population,
             seed: self.config.seed,
             p_mutate: self.config.p_mutate,
@@ -530,7 +533,7 @@ impl Search {
         f.write_all(buf.as_bytes()).map_err(|e| err(log.clone(), e))?;
         self.saved_len = self.archive.len();
         let state = SavedState {
-            version: 1,
+            version: STATE_VERSION,
             key: self.key(),
             generation: self.generation,
             population: self.population.clone(),
@@ -549,6 +552,12 @@ impl Search {
         let bad = |message: String| SearchError::State { path: path.clone(), message };
         let text = std::fs::read_to_string(&path).map_err(|e| bad(format!("{e} (nothing to resume: run without --resume first)")))?;
         let state: SavedState = serde_json::from_str(&text).map_err(|e| bad(format!("corrupt state: {e}")))?;
+        if state.version != STATE_VERSION {
+            return Err(bad(format!(
+                "saved in format {} by an older tinynas, this one resumes format {STATE_VERSION}: start the run afresh (--force)",
+                state.version
+            )));
+        }
         let key = self.key();
         if state.key != key {
             return Err(bad(format!(
