@@ -117,12 +117,15 @@ impl Boards {
 
     /// The shipped table, found under the asset roots.
     pub fn shipped() -> Result<Self, BoardError> {
-        let found = crate::asset_roots().into_iter().map(|r| r.join(BOARDS_FILE)).find(|p| p.is_file());
+        let found = crate::assets::find(BOARDS_FILE).filter(|p| p.is_file());
         match found {
             Some(p) => Self::from_path(&p),
             None => Err(BoardError::Io {
                 path: PathBuf::from(BOARDS_FILE),
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "shipped boards table not found"),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("shipped boards table not found: {}", crate::assets::where_looked()),
+                ),
             }),
         }
     }

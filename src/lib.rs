@@ -21,12 +21,14 @@
 //! | `export` | int8 quantisation, int8 reference executor, `.tflite` writer | ir, supernet |
 //! | `codegen` | C code of an int8 subnet, firmware, the cross / host / QEMU tool driver | export, cost |
 //! | `fingerprint` | content hashes that key caches and resumed runs | - |
+//! | `assets` | where the shipped spaces, tables, supernets and data are found | - |
 //! | `run_folder` | run folders: one writer (lock), one run per folder (run id) | search |
 //! | `cli` | the `nas` command | all |
 
 #![warn(missing_docs)]
 
 pub mod arch;
+pub mod assets;
 pub mod board;
 pub mod cli;
 pub mod cost;
@@ -35,19 +37,6 @@ pub mod latency;
 pub mod size;
 pub mod space;
 
-use std::path::PathBuf;
-
-/// Folders searched, in order, for shipped assets (`search_spaces/`, `latency_tables/`,
-/// `experiments/`): the current directory, then the folders above the running executable, then
-/// the crate's source tree when it was built from one.
-pub fn asset_roots() -> Vec<PathBuf> {
-    let mut roots = vec![PathBuf::from(".")];
-    if let Ok(exe) = std::env::current_exe() {
-        roots.extend(exe.ancestors().skip(1).take(4).map(PathBuf::from));
-    }
-    roots.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")));
-    roots
-}
 #[cfg(feature = "supernet")]
 pub mod codegen;
 pub mod data;

@@ -332,7 +332,7 @@ fn span_hint(text: &str, span: Option<std::ops::Range<usize>>) -> String {
 
 /// Names of the shipped spaces (`search_spaces/*.toml`), sorted.
 pub fn shipped_names() -> Vec<String> {
-    let mut names: Vec<String> = crate::asset_roots()
+    let mut names: Vec<String> = crate::assets::roots()
         .into_iter()
         .filter_map(|base| std::fs::read_dir(base.join(SPACES_DIR)).ok())
         .flat_map(|dir| dir.filter_map(|e| e.ok()))
@@ -355,7 +355,7 @@ pub fn resolve(name_or_path: &str) -> Result<SearchSpace, SpaceError> {
     if direct.is_file() {
         return SearchSpace::from_path(&direct);
     }
-    for base in crate::asset_roots() {
+    for base in crate::assets::roots() {
         let candidate = base.join(SPACES_DIR).join(format!("{name_or_path}.toml"));
         if candidate.is_file() {
             return SearchSpace::from_path(&candidate);
@@ -365,7 +365,12 @@ pub fn resolve(name_or_path: &str) -> Result<SearchSpace, SpaceError> {
         path: direct,
         source: std::io::Error::new(
             std::io::ErrorKind::NotFound,
-            format!("no such file, and no shipped space named {name_or_path:?} (shipped: {})", shipped_names().join(", ")),
+            match shipped_names() {
+                names if names.is_empty() => {
+                    format!("no such file, and no shipped spaces were found ({})", crate::assets::where_looked())
+                }
+                names => format!("no such file, and no shipped space named {name_or_path:?} (shipped: {})", names.join(", ")),
+            },
         ),
     })
 }

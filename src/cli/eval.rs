@@ -58,7 +58,7 @@ pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
 pub(crate) fn resolve_checkpoint(ckpt: Option<&Path>, arch: Option<&str>) -> anyhow::Result<PathBuf> {
     match (ckpt, arch) {
         (Some(c), _) => Ok(c.to_path_buf()),
-        (None, Some(spec)) => Ok(super::search::default_assets(&super::export::read_arch(spec)?.space).0),
+        (None, Some(spec)) => Ok(crate::assets::space_defaults(&super::export::read_arch(spec)?.space).0),
         (None, None) => anyhow::bail!("--arch or --checkpoint is required (a fine-tuning run folder knows its arch)"),
     }
 }
@@ -75,7 +75,7 @@ pub(crate) fn resolve_data(data: Option<&Path>, ckpt: &Path) -> anyhow::Result<P
     if recorded.exists() {
         return Ok(recorded);
     }
-    let mini = crate::asset_roots().into_iter().map(|r| r.join("experiments/data")).find(|p| p.is_dir());
+    let mini = crate::assets::mini_data();
     match mini {
         Some(m) if meta.space.name == "cifar" => {
             eprintln!(

@@ -76,7 +76,7 @@ pub(crate) struct Args {
 pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
     let device: DeviceChoice = a.device.parse()?;
     let arch = super::export::read_arch(&a.arch)?;
-    let supernet = a.supernet.clone().unwrap_or_else(|| super::search::default_assets(&arch.space).0);
+    let supernet = a.supernet.clone().unwrap_or_else(|| crate::assets::space_defaults(&arch.space).0);
     let mut req = FinetuneRequest::new(arch, supernet);
     req.data = a.data.clone();
     req.epochs = a.epochs;

@@ -30,7 +30,7 @@ use std::path::PathBuf;
 /// `<board>.csv` in the folder of the shipped boards table (`latency_tables/boards.toml`, found
 /// the way [`crate::board::Boards::shipped`] finds it), if that file exists.
 pub fn default_table_path(board: &str) -> Option<PathBuf> {
-    let boards = crate::asset_roots().into_iter().map(|r| r.join(crate::board::BOARDS_FILE)).find(|p| p.is_file())?;
+    let boards = crate::assets::find(crate::board::BOARDS_FILE).filter(|p| p.is_file())?;
     let path = boards.parent()?.join(format!("{board}.csv"));
     path.is_file().then_some(path)
 }

@@ -17,6 +17,7 @@
 
 pub mod archive;
 pub mod hypervolume;
+pub mod job;
 pub mod latency;
 pub mod nsga2;
 pub mod objectives;

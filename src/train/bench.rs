@@ -286,9 +286,9 @@ pub fn bench_torch(spec: &Value, python: &Path, script: &Path, scratch: &Path) -
 
 /// Where the shipped twin script is (`bench/torch_twin.py` under the asset roots).
 pub fn twin_script() -> Result<PathBuf, TrainError> {
-    crate::asset_roots().into_iter().map(|r| r.join("bench/torch_twin.py")).find(|p| p.is_file()).ok_or_else(|| TrainError::Io {
+    crate::assets::find("bench/torch_twin.py").filter(|p| p.is_file()).ok_or_else(|| TrainError::Io {
         path: "bench/torch_twin.py".into(),
-        message: "the PyTorch twin script is not found beside the binary or in the current directory".into(),
+        message: format!("the PyTorch twin script is not found: {}", crate::assets::where_looked()),
     })
 }
 
@@ -310,8 +310,9 @@ pub fn torch_python(python: Option<&Path>) -> Result<PathBuf, TrainError> {
     if has_torch(&py) {
         return Ok(py);
     }
-    let setup = crate::asset_roots().into_iter().map(|r| r.join("bench/setup-torch.sh")).find(|p| p.is_file()).ok_or_else(|| {
-        TrainError::Io { path: "bench/setup-torch.sh".into(), message: "not found beside the binary or in the current directory".into() }
+    let setup = crate::assets::find("bench/setup-torch.sh").filter(|p| p.is_file()).ok_or_else(|| TrainError::Io {
+        path: "bench/setup-torch.sh".into(),
+        message: format!("not found: {}", crate::assets::where_looked()),
     })?;
     eprintln!("installing PyTorch into {} (first use of --against-torch; several GB) ...", venv.display());
     let status = std::process::Command::new("bash")

@@ -206,13 +206,13 @@ impl Experiment {
 }
 
 /// A relative path as given if it exists from the current directory, else the first shipped
-/// asset root ([`crate::asset_roots`]) under which it exists, else unchanged (so the error names
+/// asset root ([`crate::assets::roots`]) under which it exists, else unchanged (so the error names
 /// the path the user wrote).
 pub fn resolve_path(path: &Path) -> PathBuf {
     if path.is_absolute() || path.exists() {
         return path.to_path_buf();
     }
-    crate::asset_roots().into_iter().map(|root| root.join(path)).find(|p| p.exists()).unwrap_or_else(|| path.to_path_buf())
+    crate::assets::find(path).unwrap_or_else(|| path.to_path_buf())
 }
 
 #[cfg(test)]
