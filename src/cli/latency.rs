@@ -238,25 +238,14 @@ fn ops(a: OpsArgs) -> anyhow::Result<Outcome> {
 }
 
 /// `nas latency profile | run | check`: measuring tables with the generated kernels (needs the
-/// code generator, hence the `supernet` feature).
+/// code generator, hence the `supernet` feature); the work is in [`crate::latency::measure`].
 #[cfg(feature = "supernet")]
 mod measure {
-    use std::path::{Path, PathBuf};
-    use std::time::{Duration, Instant};
-
-    use anyhow::Context;
-    use rand::{Rng, SeedableRng};
+    use std::path::PathBuf;
+    use std::time::Duration;
 
     use super::Outcome;
-    use crate::arch::Arch;
-    use crate::board::{Board, Boards};
-    use crate::codegen::firmware::{Target, write_project};
-    use crate::codegen::{generate, tools};
-    use crate::cost::{CostModel, EngineProfile};
-    use crate::export::QuantNet;
-    use crate::ir::lower;
-    use crate::latency::profile::{self, ProfilePlan};
-    use crate::latency::{LatencyTable, Op, OpKey, Source, TableLatencyModel, Unit, ops_of_space};
+    use crate::latency::measure::{CheckRequest, CheckRow, QemuRunRequest, check_table, qemu_run, write_profiler};
 
     #[derive(clap::Args, Debug)]
     pub(crate) struct ProfileArgs {
@@ -326,292 +315,46 @@ mod measure {
         tolerance: f64,
     }
 
-    fn board(name: &str) -> anyhow::Result<Board> {
-        Ok(Boards::shipped()?.get(name)?.clone())
-    }
-
-    fn per_op(keys: impl Iterator<Item = OpKey>) -> String {
-        let keys: Vec<OpKey> = keys.collect();
-        Op::ALL
-            .into_iter()
-            .map(|op| (op, keys.iter().filter(|k| k.op == op).count()))
-            .filter(|(_, n)| *n > 0)
-            .map(|(op, n)| format!("{op} {n}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-
-    fn plan_for(space: &str, target: &Target, skip_oversize: bool) -> anyhow::Result<(crate::space::SearchSpace, ProfilePlan)> {
-        let space = crate::space::resolve(space)?;
-        let ops = ops_of_space(&space);
-        let plan = ProfilePlan::new(&ops, target, skip_oversize)?;
-        println!(
-            "space {}: {} operator configurations ({})",
-            space.name,
-            plan.configs.len() + plan.skipped.len(),
-            per_op(plan.configs.iter().map(|c| c.key).chain(plan.skipped.iter().map(|o| o.key)))
-        );
-        if !plan.skipped.is_empty() {
-            println!(
-                "skipped {} that exceed board {} ({}): no network containing them fits it",
-                plan.skipped.len(),
-                target.board,
-                per_op(plan.skipped.iter().map(|o| o.key))
-            );
-        }
-        Ok((space, plan))
-    }
-
-    fn describe_plan(plan: &ProfilePlan) {
-        println!(
-            "profiler data: buffer {} B (largest configuration, depthwise in place), weight blob {} B, {} channels of bias/multiplier/shift, {} configurations ({} B of flash data)",
-            plan.buf_bytes,
-            plan.weight_bytes,
-            plan.max_channels,
-            plan.configs.len(),
-            plan.data_flash_bytes()
-        );
-    }
-
     pub(crate) fn profile(a: ProfileArgs) -> anyhow::Result<Outcome> {
-        let b = board(&a.board)?;
-        let target = Target::for_board(&b, false).map_err(anyhow::Error::msg)?;
-        let qemu = Target::for_board(&b, true).ok();
-        let (space, plan) = plan_for(&a.space, &target, a.skip_oversize)?;
-        describe_plan(&plan);
-        let title = format!("{} configurations of space {} for {} ({})", plan.configs.len(), space.name, b.name, b.core);
-        let files = profile::write_project(&a.out, &plan, &target, qemu.as_ref(), &title)
-            .with_context(|| format!("writing {}", a.out.display()))?;
-        println!("wrote {} files into {}", files.len(), a.out.display());
-        println!(
-            "make -C {}: {} for {} (flash at {:#010x}, SRAM at {:#010x}; DWT cycles on ITM port 0)",
-            a.out.display(),
-            profile::BOARD_ELF,
-            b.name,
-            target.flash_origin,
-            target.ram_origin
-        );
-        if target.core == crate::codegen::firmware::Core::M0Plus {
-            println!("note: {} has no DWT cycle counter and no ITM: the board build links but cannot time or print", b.core);
-        }
-        if let Some(q) = &qemu {
-            println!(
-                "make -C {} run-qemu: {} in qemu-system-arm {} (instruction counts into profile.csv)",
-                a.out.display(),
-                profile::QEMU_ELF,
-                q.core.qemu_machine().unwrap_or("?")
-            );
-        }
+        print!("{}", write_profiler(&a.board, &a.space, &a.out, a.skip_oversize)?);
         Ok(Outcome::Ok)
     }
 
     pub(crate) fn run(a: RunArgs) -> anyhow::Result<Outcome> {
-        let b = board(&a.board)?;
-        let board_target = Target::for_board(&b, false).map_err(anyhow::Error::msg)?;
-        let mut target = Target::for_board(&b, true).map_err(anyhow::Error::msg)?;
-        target.plain_c = a.plain;
-        let (space, plan) = plan_for(&a.space, &target, a.skip_oversize)?;
-        describe_plan(&plan);
-        // The shipped table is tracked by the repository: it is replaced only when asked for.
-        let out = a.out.clone().unwrap_or_else(|| PathBuf::from("runs/latency").join(format!("{}.csv", b.name)));
-        if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-        }
-        // Refuse an incompatible table before spending QEMU time on it.
-        let mut table = if out.exists() {
-            LatencyTable::read_csv(&out)?
-        } else {
-            LatencyTable::new(out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default())
+        let r = QemuRunRequest {
+            board: a.board,
+            space: a.space,
+            out: a.out,
+            keep: a.keep,
+            skip_oversize: a.skip_oversize,
+            plain: a.plain,
+            timeout: Duration::from_secs(a.timeout),
         };
-        let provenance = profile::qemu_provenance(&target, &b.core)?;
-        if let Some(first) = table.rows.first() {
-            let p = &first.provenance;
-            let ours = [("board", &p.board), ("core", &p.core), ("kernel_variant", &p.kernel_variant)];
-            let new = [&provenance.board, &provenance.core, &provenance.kernel_variant];
-            for ((field, have), want) in ours.into_iter().zip(new) {
-                if have != want {
-                    anyhow::bail!("{} holds {field} {have:?}, this run measures {want:?}: pass another --out", out.display());
-                }
-            }
-            if first.unit != Unit::Instructions {
-                anyhow::bail!(
-                    "{} holds {} (board measurements), this run counts instructions: pass another --out",
-                    out.display(),
-                    first.unit
-                );
-            }
-        }
-        let tmp = tempfile::tempdir()?;
-        let dir = a.keep.clone().unwrap_or_else(|| tmp.path().to_path_buf());
-        let title = format!("{} configurations of space {} for {} ({}) in QEMU", plan.configs.len(), space.name, b.name, b.core);
-        profile::write_project(&dir, &plan, &board_target, Some(&target), &title).with_context(|| format!("writing {}", dir.display()))?;
-        let started = Instant::now();
-        let elf = profile::build(&dir, &target)?;
-        let machine = target.core.qemu_machine().unwrap_or("?");
-        // Progress weighted by an instruction estimate: configurations differ by 10^4 in cost.
-        let work: Vec<u64> = plan.configs.iter().map(|c| profile::work_estimate(&c.key)).collect();
-        let bar = indicatif::ProgressBar::new(work.iter().sum()).with_style(
-            indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {msg} {elapsed} (eta {eta})").expect("valid template"),
-        );
-        bar.set_prefix(format!("QEMU {machine}"));
-        bar.set_message(format!("0/{} configs", plan.configs.len()));
-        let n = plan.configs.len();
-        let mut progress = |done: usize| {
-            bar.set_position(work[..done.min(n)].iter().sum());
-            bar.set_message(format!("{}/{n} configs", done.min(n)));
-        };
-        let (text, wall) = profile::run_qemu(&elf, &target, Duration::from_secs(a.timeout), &mut progress)?;
-        bar.finish_and_clear();
-        let output = profile::parse_output(&text)?;
-        let incoming = profile::table_from_output(&plan, &output, &provenance, 1.0, profile::CPI_SOURCE, &table.name)?;
-        let total: f64 = incoming.rows.iter().map(|r| r.value).sum();
-        println!(
-            "QEMU {machine}: {} rows in {:.1} s ({:.1} s with the build), {:.0} instructions in all, stack peak {} B",
-            incoming.rows.len(),
-            wall.as_secs_f64(),
-            started.elapsed().as_secs_f64(),
-            total,
-            output.stack.map_or("?".to_string(), |s| s.to_string())
-        );
-        let n_in = incoming.rows.len();
-        let stats = table.merge(incoming)?;
-        if let Some(parent) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-        }
-        table.write_csv(&out)?;
-        println!(
-            "merged {n_in} rows into {}: {} added, {} replaced; {} rows now ({}, {} {}, {}, unit instructions x CPI 1.0)",
-            out.display(),
-            stats.added,
-            stats.replaced,
-            table.rows.len(),
-            provenance.kernel_variant,
-            provenance.compiler,
-            provenance.compiler_version,
-            provenance.target
-        );
+        print!("{}", qemu_run(&r, &mut |planned| print!("{planned}"), true)?);
         Ok(Outcome::Ok)
     }
 
-    /// The default table of a board: `latency_tables/<board>.csv` here, else beside the
-    /// shipped boards table.
-    fn default_table(board: &str) -> anyhow::Result<PathBuf> {
-        let here = Path::new("latency_tables").join(format!("{board}.csv"));
-        if here.is_file() {
-            return Ok(here);
-        }
-        crate::latency::default_table_path(board).ok_or_else(|| {
-            anyhow::anyhow!("no latency table for board {board}: pass --table or measure one with `nas latency run --board {board}`")
-        })
-    }
-
     pub(crate) fn check(a: CheckArgs) -> anyhow::Result<Outcome> {
-        if a.count == 0 {
-            anyhow::bail!("--count 0: expected at least 1 arch");
-        }
-        let b = board(&a.board)?;
-        let table_path = match &a.table {
-            Some(p) => p.clone(),
-            None => default_table(&b.name)?,
+        let r = CheckRequest {
+            board: a.board,
+            space: a.space,
+            count: a.count,
+            seed: a.seed,
+            table: a.table,
+            keep: a.keep,
+            tolerance: a.tolerance,
         };
-        let table = LatencyTable::read_csv(&table_path)?;
-        let model = TableLatencyModel::new(&table, &b)?;
-        let first = table.rows.first().expect("a model's table has rows");
-        if first.unit != Unit::Instructions {
-            anyhow::bail!(
-                "table {} counts {}: QEMU measures instructions, so only an instruction table can be checked here",
-                table_path.display(),
-                first.unit
-            );
-        }
-        let cpu = first.cycles_per_unit;
-        let mut target = Target::for_board(&b, true).map_err(anyhow::Error::msg)?;
-        target.plain_c = first.provenance.kernel_variant == "tinynas-c";
-        // Random archs may exceed the board: the MPS2 memories (4 MiB each), as `nas bench mcu`.
-        target.flash = 4 << 20;
-        target.ram = 4 << 20;
-        let space = crate::space::resolve(&a.space)?;
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(a.seed);
-        let archs: Vec<Arch> = (0..a.count).map(|_| Arch::sample(&space, &mut rng)).collect();
-        let tmp = tempfile::tempdir()?;
-        let root = a.keep.clone().unwrap_or_else(|| tmp.path().to_path_buf());
-        println!(
-            "table {} ({} rows) vs whole networks of space {} in qemu-system-arm {} (-icount shift=0), {} archs, synthetic weights",
-            table_path.display(),
-            table.rows.len(),
-            space.name,
-            target.core.qemu_machine().unwrap_or("?"),
-            archs.len()
-        );
-        println!(
-            "{:>4} {:>6} {:>11} {:>13} {:>13} {:>13} {:>8} {:>8}",
-            "arch", "layers", "exact/fit", "MACs", "predicted", "measured", "error", "vs layers"
-        );
-        let mut errors = Vec::new();
-        // Per op kind: (table, measured per layer).
-        let mut by_op = [(0.0f64, 0u64, 0usize); 6];
-        let started = Instant::now();
-        for (k, arch) in archs.iter().enumerate() {
-            let net = lower(arch, &space);
-            let q = QuantNet::synthetic(&net, a.seed + k as u64);
-            let report = CostModel::new(EngineProfile::default()).report(&net);
-            let c_model = generate(&q, &report.plan, &format!("latency check arch {k}"))?;
-            let dir = root.join(format!("arch{k}"));
-            let size = net.shape(net.input).elems();
-            let input: Vec<i8> = (0..size).map(|_| rng.random_range(-128i32..=127) as i8).collect();
-            write_project(&dir, &c_model, &target, &[input], size).with_context(|| format!("writing {}", dir.display()))?;
-            let elf = tools::build_firmware(&dir, &target, tools::App::Test)?;
-            let out = tools::run_qemu(&elf, &target, Duration::from_secs(600))?;
-            if out.unit != "instructions" || out.totals.is_empty() || out.layers.len() != net.layers.len() {
-                anyhow::bail!("arch {k}: unexpected firmware output (unit {:?}, {} layers)", out.unit, out.layers.len());
-            }
-            let layers = model.layers(&net);
-            let exact = layers.iter().filter(|l| l.source == Source::Exact).count();
-            let predicted: f64 = layers.iter().map(|l| l.cycles / cpu).sum();
-            let measured = out.totals[0];
-            let layer_sum: u64 = out.layers.iter().sum();
-            for (l, m) in layers.iter().zip(&out.layers) {
-                let t = &mut by_op[Op::ALL.iter().position(|o| *o == l.key.op).expect("known op")];
-                t.0 += l.cycles / cpu;
-                t.1 += m;
-                t.2 += 1;
-            }
-            let err = (predicted - measured as f64) / measured as f64;
-            let err_layers = (predicted - layer_sum as f64) / layer_sum as f64;
-            errors.push(err);
-            println!(
-                "{k:>4} {:>6} {:>11} {:>13} {:>13.0} {:>13} {:>+7.2}% {:>+7.2}%",
-                net.layers.len(),
-                format!("{exact}/{}", layers.len() - exact),
-                report.macs,
-                predicted,
-                measured,
-                100.0 * err,
-                100.0 * err_layers
-            );
-        }
-        println!("per op kind, table values against the same layers measured inside the networks:");
-        for (op, (pred, meas, n)) in Op::ALL.iter().zip(by_op) {
-            if n > 0 {
-                println!(
-                    "  {:<10} {n:>5} layers: table {pred:>14.0}, measured {meas:>14}, {:>+7.2}%",
-                    op.name(),
-                    100.0 * (pred - meas as f64) / meas as f64
-                );
-            }
-        }
-        let mean = errors.iter().map(|e| e.abs()).sum::<f64>() / errors.len() as f64;
-        let (worst_k, worst) = errors.iter().enumerate().map(|(k, e)| (k, e.abs())).fold((0, 0.0), |a, b| if b.1 > a.1 { b } else { a });
-        let bias = errors.iter().sum::<f64>() / errors.len() as f64;
-        println!(
-            "whole-network relative error over {} archs: mean {:.2}%, worst {:.2}% (arch {worst_k}), mean signed {:+.2}% ({:.1} s)",
-            errors.len(),
-            100.0 * mean,
-            100.0 * worst,
-            100.0 * bias,
-            started.elapsed().as_secs_f64()
-        );
-        if worst > a.tolerance {
+        let report = check_table(
+            &r,
+            &mut |line| {
+                println!("{line}");
+                println!("{}", CheckRow::header());
+            },
+            &mut |row| println!("{row}"),
+        )?;
+        print!("{report}");
+        let (_, worst) = report.worst();
+        if !report.passed() {
             anyhow::bail!("worst whole-network error {:.2}% exceeds --tolerance {:.2}%", 100.0 * worst, 100.0 * a.tolerance);
         }
         Ok(Outcome::Ok)

@@ -9,11 +9,14 @@
 //!   exact rows, fitted values, or (for op kinds without rows) the MACs/cycle estimate.
 //! * [`profile`]: measuring a table: the profiling firmware that runs every configuration of a
 //!   space with the project's kernels (board or QEMU), and the QEMU driver.
+//! * [`measure`]: the `nas latency profile / run / check` workflows built on them.
 //!
 //! The format is described in `latency_tables/README.md`.
 
 pub mod fit;
 pub mod key;
+#[cfg(feature = "supernet")]
+pub mod measure;
 pub mod model;
 #[cfg(feature = "supernet")]
 pub mod profile;

@@ -1,0 +1,510 @@
+//! Measuring and checking latency tables with the project's own kernels, as library calls:
+//! [`write_profiler`] (a profiling firmware project for a board), [`qemu_run`] (build it for
+//! QEMU, run it, merge the rows into a table) and [`check_table`] (whole random networks in QEMU
+//! against the sum of their layers' table values).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rand::{Rng, SeedableRng};
+
+use super::profile::{self, ProfilePlan};
+use super::{LatencyTable, Op, OpKey, Source, TableLatencyModel, Unit, ops_of_space};
+use crate::arch::Arch;
+use crate::board::{Board, Boards};
+use crate::codegen::firmware::{Core, Target, write_project};
+use crate::codegen::{generate, tools};
+use crate::cost::{CostModel, EngineProfile};
+use crate::export::QuantNet;
+use crate::ir::lower;
+use crate::space::SearchSpace;
+
+fn board(name: &str) -> anyhow::Result<Board> {
+    Ok(Boards::shipped()?.get(name)?.clone())
+}
+
+/// Rows per op kind, e.g. `conv 12, depthwise 30`.
+fn per_op(keys: impl Iterator<Item = OpKey>) -> String {
+    let keys: Vec<OpKey> = keys.collect();
+    Op::ALL
+        .into_iter()
+        .map(|op| (op, keys.iter().filter(|k| k.op == op).count()))
+        .filter(|(_, n)| *n > 0)
+        .map(|(op, n)| format!("{op} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The operator configurations of a space, planned for a target's memories.
+pub struct PlannedSpace {
+    /// The space.
+    pub space: SearchSpace,
+    /// The plan.
+    pub plan: ProfilePlan,
+    /// Board name, for messages.
+    board: String,
+}
+
+impl PlannedSpace {
+    /// Plan every configuration of `space` for `target` (see [`ProfilePlan::new`]).
+    pub fn new(space: &str, target: &Target, skip_oversize: bool) -> anyhow::Result<Self> {
+        let space = crate::space::resolve(space)?;
+        let plan = ProfilePlan::new(&ops_of_space(&space), target, skip_oversize)?;
+        Ok(PlannedSpace { space, plan, board: target.board.clone() })
+    }
+}
+
+impl std::fmt::Display for PlannedSpace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let plan = &self.plan;
+        writeln!(
+            f,
+            "space {}: {} operator configurations ({})",
+            self.space.name,
+            plan.configs.len() + plan.skipped.len(),
+            per_op(plan.configs.iter().map(|c| c.key).chain(plan.skipped.iter().map(|o| o.key)))
+        )?;
+        if !plan.skipped.is_empty() {
+            writeln!(
+                f,
+                "skipped {} that exceed board {} ({}): no network containing them fits it",
+                plan.skipped.len(),
+                self.board,
+                per_op(plan.skipped.iter().map(|o| o.key))
+            )?;
+        }
+        writeln!(
+            f,
+            "profiler data: buffer {} B (largest configuration, depthwise in place), weight blob {} B, {} channels of bias/multiplier/shift, {} configurations ({} B of flash data)",
+            plan.buf_bytes,
+            plan.weight_bytes,
+            plan.max_channels,
+            plan.configs.len(),
+            plan.data_flash_bytes()
+        )
+    }
+}
+
+/// A profiler project written for a board (`nas latency profile`).
+pub struct ProfilerProject {
+    /// What was planned.
+    pub planned: PlannedSpace,
+    /// The board.
+    pub board: Board,
+    /// Its firmware target.
+    pub target: Target,
+    /// The QEMU target of the same core, when QEMU emulates it.
+    pub qemu: Option<Target>,
+    /// Folder written.
+    pub out: PathBuf,
+    /// Files written.
+    pub files: usize,
+}
+
+/// Write the profiling firmware project of `space` for `board_name` into `out`.
+pub fn write_profiler(board_name: &str, space: &str, out: &Path, skip_oversize: bool) -> anyhow::Result<ProfilerProject> {
+    let b = board(board_name)?;
+    let target = Target::for_board(&b, false).map_err(anyhow::Error::msg)?;
+    let qemu = Target::for_board(&b, true).ok();
+    let planned = PlannedSpace::new(space, &target, skip_oversize)?;
+    let title = format!("{} configurations of space {} for {} ({})", planned.plan.configs.len(), planned.space.name, b.name, b.core);
+    let files =
+        profile::write_project(out, &planned.plan, &target, qemu.as_ref(), &title).with_context(|| format!("writing {}", out.display()))?;
+    Ok(ProfilerProject { planned, board: b, target, qemu, out: out.to_path_buf(), files: files.len() })
+}
+
+impl std::fmt::Display for ProfilerProject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.planned)?;
+        writeln!(f, "wrote {} files into {}", self.files, self.out.display())?;
+        writeln!(
+            f,
+            "make -C {}: {} for {} (flash at {:#010x}, SRAM at {:#010x}; DWT cycles on ITM port 0)",
+            self.out.display(),
+            profile::BOARD_ELF,
+            self.board.name,
+            self.target.flash_origin,
+            self.target.ram_origin
+        )?;
+        if self.target.core == Core::M0Plus {
+            writeln!(f, "note: {} has no DWT cycle counter and no ITM: the board build links but cannot time or print", self.board.core)?;
+        }
+        if let Some(q) = &self.qemu {
+            writeln!(
+                f,
+                "make -C {} run-qemu: {} in qemu-system-arm {} (instruction counts into profile.csv)",
+                self.out.display(),
+                profile::QEMU_ELF,
+                q.core.qemu_machine().unwrap_or("?")
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// What `nas latency run` is asked.
+#[derive(Debug, Clone)]
+pub struct QemuRunRequest {
+    /// Board whose core QEMU emulates.
+    pub board: String,
+    /// Search space whose configurations are profiled.
+    pub space: String,
+    /// Table to merge into [default: `runs/latency/<board>.csv`; the shipped table changes only
+    /// when named].
+    pub out: Option<PathBuf>,
+    /// Keep the profiler project here.
+    pub keep: Option<PathBuf>,
+    /// Leave out configurations that exceed the board.
+    pub skip_oversize: bool,
+    /// Plain C kernels (no DSP extension).
+    pub plain: bool,
+    /// Wall-clock limit of the QEMU run.
+    pub timeout: Duration,
+}
+
+/// A finished `nas latency run`.
+pub struct QemuRunReport {
+    /// What was profiled.
+    pub planned: PlannedSpace,
+    /// QEMU machine.
+    pub machine: String,
+    /// Rows measured.
+    pub rows_in: usize,
+    /// QEMU seconds, and seconds with the build.
+    pub secs: (f64, f64),
+    /// Instructions over every row.
+    pub instructions: f64,
+    /// Peak stack bytes the firmware reported.
+    pub stack: Option<u64>,
+    /// The merged table and where it was written.
+    pub table: LatencyTable,
+    /// Its path.
+    pub out: PathBuf,
+    /// Rows added and replaced.
+    pub merge: super::MergeStats,
+    /// Provenance of the new rows.
+    pub provenance: super::Provenance,
+}
+
+impl std::fmt::Display for QemuRunReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "QEMU {}: {} rows in {:.1} s ({:.1} s with the build), {:.0} instructions in all, stack peak {} B",
+            self.machine,
+            self.rows_in,
+            self.secs.0,
+            self.secs.1,
+            self.instructions,
+            self.stack.map_or("?".to_string(), |s| s.to_string())
+        )?;
+        let p = &self.provenance;
+        writeln!(
+            f,
+            "merged {} rows into {}: {} added, {} replaced; {} rows now ({}, {} {}, {}, unit instructions x CPI 1.0)",
+            self.rows_in,
+            self.out.display(),
+            self.merge.added,
+            self.merge.replaced,
+            self.table.rows.len(),
+            p.kernel_variant,
+            p.compiler,
+            p.compiler_version,
+            p.target
+        )
+    }
+}
+
+/// The table at `out`, or a new empty one; refused before any QEMU time is spent when it holds
+/// another board, core, kernel variant or unit than `provenance`.
+fn open_compatible(out: &Path, provenance: &super::Provenance) -> anyhow::Result<LatencyTable> {
+    if !out.exists() {
+        return Ok(LatencyTable::new(out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()));
+    }
+    let table = LatencyTable::read_csv(out)?;
+    if let Some(first) = table.rows.first() {
+        let p = &first.provenance;
+        let ours = [("board", &p.board), ("core", &p.core), ("kernel_variant", &p.kernel_variant)];
+        let new = [&provenance.board, &provenance.core, &provenance.kernel_variant];
+        for ((field, have), want) in ours.into_iter().zip(new) {
+            if have != want {
+                anyhow::bail!("{} holds {field} {have:?}, this run measures {want:?}: pass another --out", out.display());
+            }
+        }
+        if first.unit != Unit::Instructions {
+            anyhow::bail!("{} holds {} (board measurements), this run counts instructions: pass another --out", out.display(), first.unit);
+        }
+    }
+    Ok(table)
+}
+
+/// Build the profiler for QEMU, run it and merge its rows into the table (`nas latency run`).
+/// `header` receives the plan before QEMU starts; `progress` shows a bar.
+pub fn qemu_run(r: &QemuRunRequest, header: &mut dyn FnMut(&PlannedSpace), progress: bool) -> anyhow::Result<QemuRunReport> {
+    let b = board(&r.board)?;
+    let board_target = Target::for_board(&b, false).map_err(anyhow::Error::msg)?;
+    let mut target = Target::for_board(&b, true).map_err(anyhow::Error::msg)?;
+    target.plain_c = r.plain;
+    let planned = PlannedSpace::new(&r.space, &target, r.skip_oversize)?;
+    // The shipped table is tracked by the repository: it is replaced only when asked for.
+    let out = r.out.clone().unwrap_or_else(|| PathBuf::from("runs/latency").join(format!("{}.csv", b.name)));
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let provenance = profile::qemu_provenance(&target, &b.core)?;
+    let mut table = open_compatible(&out, &provenance)?;
+    header(&planned);
+    let plan = &planned.plan;
+    let tmp = tempfile::tempdir()?;
+    let dir = r.keep.clone().unwrap_or_else(|| tmp.path().to_path_buf());
+    let title = format!("{} configurations of space {} for {} ({}) in QEMU", plan.configs.len(), planned.space.name, b.name, b.core);
+    profile::write_project(&dir, plan, &board_target, Some(&target), &title).with_context(|| format!("writing {}", dir.display()))?;
+    let started = Instant::now();
+    let elf = profile::build(&dir, &target)?;
+    let machine = target.core.qemu_machine().unwrap_or("?").to_string();
+    // Progress weighted by an instruction estimate: configurations differ by 10^4 in cost.
+    let work: Vec<u64> = plan.configs.iter().map(|c| profile::work_estimate(&c.key)).collect();
+    let bar = if progress { indicatif::ProgressBar::new(work.iter().sum()) } else { indicatif::ProgressBar::hidden() };
+    bar.set_style(indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {msg} {elapsed} (eta {eta})").expect("valid template"));
+    bar.set_prefix(format!("QEMU {machine}"));
+    let n = plan.configs.len();
+    bar.set_message(format!("0/{n} configs"));
+    let mut on_done = |done: usize| {
+        bar.set_position(work[..done.min(n)].iter().sum());
+        bar.set_message(format!("{}/{n} configs", done.min(n)));
+    };
+    let (text, wall) = profile::run_qemu(&elf, &target, r.timeout, &mut on_done)?;
+    bar.finish_and_clear();
+    let output = profile::parse_output(&text)?;
+    let incoming = profile::table_from_output(plan, &output, &provenance, 1.0, profile::CPI_SOURCE, &table.name)?;
+    let instructions: f64 = incoming.rows.iter().map(|r| r.value).sum();
+    let rows_in = incoming.rows.len();
+    let merge = table.merge(incoming)?;
+    table.write_csv(&out)?;
+    Ok(QemuRunReport {
+        planned,
+        machine,
+        rows_in,
+        secs: (wall.as_secs_f64(), started.elapsed().as_secs_f64()),
+        instructions,
+        stack: output.stack,
+        table,
+        out,
+        merge,
+        provenance,
+    })
+}
+
+/// The default table of a board: `latency_tables/<board>.csv` here, else beside the shipped
+/// boards table.
+fn default_table(board: &str) -> anyhow::Result<PathBuf> {
+    let here = Path::new("latency_tables").join(format!("{board}.csv"));
+    if here.is_file() {
+        return Ok(here);
+    }
+    super::default_table_path(board).ok_or_else(|| {
+        anyhow::anyhow!("no latency table for board {board}: pass --table or measure one with `nas latency run --board {board}`")
+    })
+}
+
+/// What `nas latency check` is asked.
+#[derive(Debug, Clone)]
+pub struct CheckRequest {
+    /// Board whose core QEMU emulates.
+    pub board: String,
+    /// Space of the random archs.
+    pub space: String,
+    /// Random archs.
+    pub count: usize,
+    /// Seed of the archs, weights and inputs.
+    pub seed: u64,
+    /// Table [default: `latency_tables/<board>.csv`].
+    pub table: Option<PathBuf>,
+    /// Keep the generated networks here.
+    pub keep: Option<PathBuf>,
+    /// Largest relative whole-network error accepted.
+    pub tolerance: f64,
+}
+
+/// One checked network.
+#[derive(Debug, Clone)]
+pub struct CheckRow {
+    /// Arch number.
+    pub arch: usize,
+    /// Layers.
+    pub layers: usize,
+    /// Layers with an exact table row.
+    pub exact: usize,
+    /// MACs.
+    pub macs: u64,
+    /// Table prediction, instructions.
+    pub predicted: f64,
+    /// Measured instructions of the whole network.
+    pub measured: u64,
+    /// Sum of the measured per-layer instructions.
+    pub layer_sum: u64,
+}
+
+impl CheckRow {
+    /// Column titles matching [`CheckRow`]'s `Display`.
+    pub fn header() -> String {
+        format!(
+            "{:>4} {:>6} {:>11} {:>13} {:>13} {:>13} {:>8} {:>8}",
+            "arch", "layers", "exact/fit", "MACs", "predicted", "measured", "error", "vs layers"
+        )
+    }
+
+    /// Relative error against the whole network.
+    pub fn error(&self) -> f64 {
+        (self.predicted - self.measured as f64) / self.measured as f64
+    }
+}
+
+impl std::fmt::Display for CheckRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:>4} {:>6} {:>11} {:>13} {:>13.0} {:>13} {:>+7.2}% {:>+7.2}%",
+            self.arch,
+            self.layers,
+            format!("{}/{}", self.exact, self.layers - self.exact),
+            self.macs,
+            self.predicted,
+            self.measured,
+            100.0 * self.error(),
+            100.0 * (self.predicted - self.layer_sum as f64) / self.layer_sum as f64
+        )
+    }
+}
+
+/// A finished table check.
+pub struct CheckReport {
+    /// One row per arch.
+    pub rows: Vec<CheckRow>,
+    /// Per op kind: table instructions, measured instructions, layers.
+    pub by_op: Vec<(Op, f64, u64, usize)>,
+    /// Seconds.
+    pub secs: f64,
+    /// The accepted error.
+    pub tolerance: f64,
+}
+
+impl CheckReport {
+    /// Worst absolute relative error and its arch.
+    pub fn worst(&self) -> (usize, f64) {
+        self.rows.iter().map(|r| (r.arch, r.error().abs())).fold((0, 0.0), |a, b| if b.1 > a.1 { b } else { a })
+    }
+
+    /// Whether every arch is within the tolerance.
+    pub fn passed(&self) -> bool {
+        self.worst().1 <= self.tolerance
+    }
+}
+
+impl std::fmt::Display for CheckReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "per op kind, table values against the same layers measured inside the networks:")?;
+        for (op, pred, meas, n) in &self.by_op {
+            writeln!(
+                f,
+                "  {:<10} {n:>5} layers: table {pred:>14.0}, measured {meas:>14}, {:>+7.2}%",
+                op.name(),
+                100.0 * (pred - *meas as f64) / *meas as f64
+            )?;
+        }
+        let n = self.rows.len().max(1) as f64;
+        let mean = self.rows.iter().map(|r| r.error().abs()).sum::<f64>() / n;
+        let bias = self.rows.iter().map(|r| r.error()).sum::<f64>() / n;
+        let (worst_k, worst) = self.worst();
+        writeln!(
+            f,
+            "whole-network relative error over {} archs: mean {:.2}%, worst {:.2}% (arch {worst_k}), mean signed {:+.2}% ({:.1} s)",
+            self.rows.len(),
+            100.0 * mean,
+            100.0 * worst,
+            100.0 * bias,
+            self.secs
+        )
+    }
+}
+
+/// Check a table against whole networks in QEMU (`nas latency check`). `header` receives a line
+/// on what is checked before the first network runs; `on_row` each network as it finishes.
+pub fn check_table(r: &CheckRequest, header: &mut dyn FnMut(&str), on_row: &mut dyn FnMut(&CheckRow)) -> anyhow::Result<CheckReport> {
+    if r.count == 0 {
+        anyhow::bail!("--count 0: expected at least 1 arch");
+    }
+    let b = board(&r.board)?;
+    let table_path = match &r.table {
+        Some(p) => p.clone(),
+        None => default_table(&b.name)?,
+    };
+    let table = LatencyTable::read_csv(&table_path)?;
+    let model = TableLatencyModel::new(&table, &b)?;
+    let first = table.rows.first().expect("a model's table has rows");
+    if first.unit != Unit::Instructions {
+        anyhow::bail!(
+            "table {} counts {}: QEMU measures instructions, so only an instruction table can be checked here",
+            table_path.display(),
+            first.unit
+        );
+    }
+    let cpu = first.cycles_per_unit;
+    let mut target = Target::for_board(&b, true).map_err(anyhow::Error::msg)?;
+    target.plain_c = first.provenance.kernel_variant == "tinynas-c";
+    // Random archs may exceed the board: the MPS2 memories (4 MiB each), as `nas bench mcu`.
+    target.flash = 4 << 20;
+    target.ram = 4 << 20;
+    let space = crate::space::resolve(&r.space)?;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(r.seed);
+    let archs: Vec<Arch> = (0..r.count).map(|_| Arch::sample(&space, &mut rng)).collect();
+    let tmp = tempfile::tempdir()?;
+    let root = r.keep.clone().unwrap_or_else(|| tmp.path().to_path_buf());
+    header(&format!(
+        "table {} ({} rows) vs whole networks of space {} in qemu-system-arm {} (-icount shift=0), {} archs, synthetic weights",
+        table_path.display(),
+        table.rows.len(),
+        space.name,
+        target.core.qemu_machine().unwrap_or("?"),
+        archs.len()
+    ));
+    let mut rows = Vec::new();
+    let mut by_op: Vec<(Op, f64, u64, usize)> = Op::ALL.iter().map(|&op| (op, 0.0, 0, 0)).collect();
+    let started = Instant::now();
+    for (k, arch) in archs.iter().enumerate() {
+        let net = lower(arch, &space);
+        let q = QuantNet::synthetic(&net, r.seed + k as u64);
+        let report = CostModel::new(EngineProfile::default()).report(&net);
+        let c_model = generate(&q, &report.plan, &format!("latency check arch {k}"))?;
+        let dir = root.join(format!("arch{k}"));
+        let size = net.shape(net.input).elems();
+        let input: Vec<i8> = (0..size).map(|_| rng.random_range(-128i32..=127) as i8).collect();
+        write_project(&dir, &c_model, &target, &[input], size).with_context(|| format!("writing {}", dir.display()))?;
+        let elf = tools::build_firmware(&dir, &target, tools::App::Test)?;
+        let out = tools::run_qemu(&elf, &target, Duration::from_secs(600))?;
+        if out.unit != "instructions" || out.totals.is_empty() || out.layers.len() != net.layers.len() {
+            anyhow::bail!("arch {k}: unexpected firmware output (unit {:?}, {} layers)", out.unit, out.layers.len());
+        }
+        let layers = model.layers(&net);
+        for (l, m) in layers.iter().zip(&out.layers) {
+            let t = by_op.iter_mut().find(|t| t.0 == l.key.op).expect("known op");
+            t.1 += l.cycles / cpu;
+            t.2 += m;
+            t.3 += 1;
+        }
+        let row = CheckRow {
+            arch: k,
+            layers: net.layers.len(),
+            exact: layers.iter().filter(|l| l.source == Source::Exact).count(),
+            macs: report.macs,
+            predicted: layers.iter().map(|l| l.cycles / cpu).sum(),
+            measured: out.totals[0],
+            layer_sum: out.layers.iter().sum(),
+        };
+        on_row(&row);
+        rows.push(row);
+    }
+    by_op.retain(|t| t.3 > 0);
+    Ok(CheckReport { rows, by_op, secs: started.elapsed().as_secs_f64(), tolerance: r.tolerance })
+}
