@@ -22,6 +22,7 @@
 //! | `codegen` | C code of an int8 subnet, firmware, the cross / host / QEMU tool driver | export, cost |
 //! | `fingerprint` | content hashes that key caches and resumed runs | - |
 //! | `assets` | where the shipped spaces, tables, supernets and data are found | - |
+//! | `limits` | bounds on user-given counts, checked before work | - |
 //! | `run_folder` | run folders: one writer (lock), one run per folder (run id) | search |
 //! | `cli` | the `nas` command | all |
 
@@ -34,6 +35,7 @@ pub mod cli;
 pub mod cost;
 pub mod ir;
 pub mod latency;
+pub mod limits;
 pub mod size;
 pub mod space;
 

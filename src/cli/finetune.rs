@@ -77,18 +77,7 @@ pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
     let device: DeviceChoice = a.device.parse()?;
     let arch = super::export::read_arch(&a.arch)?;
     let supernet = a.supernet.clone().unwrap_or_else(|| crate::assets::space_defaults(&arch.space).0);
-    let mut req = FinetuneRequest::new(arch, supernet);
-    req.data = a.data.clone();
-    req.epochs = a.epochs;
-    req.batch_size = a.batch_size;
-    req.lr = a.lr;
-    req.schedule = if a.schedule == "one-cycle" { ScheduleKind::OneCycle } else { ScheduleKind::Cosine };
-    req.warmup_epochs = a.warmup_epochs;
-    req.label_smoothing = a.label_smoothing;
-    req.weight_decay = a.weight_decay;
-    req.kd_weight = a.kd_weight;
-    req.ema_decay = a.ema_decay;
-    req.max_train_images = a.max_train_images;
+    let req = request(&a, arch, supernet);
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(format!("finetune-{}", run_name(&a.arch))));
     let start = super::start(a.resume, a.force);
     let opts = TrainOptions { out: out.clone(), device, start, progress: !a.quiet, checkpoint_every: a.checkpoint_every };
@@ -126,4 +115,29 @@ fn run_name(spec: &str) -> String {
     let p = std::path::Path::new(path);
     let stem = if p.file_name().is_some_and(|f| f == "pareto.json") { p.parent().and_then(|d| d.file_name()) } else { p.file_stem() };
     format!("{}{member}", stem.map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "arch".into()))
+}
+
+/// The fine-tuning request the flags describe.
+fn request(a: &Args, arch: crate::arch::Arch, supernet: PathBuf) -> FinetuneRequest {
+    let mut req = FinetuneRequest::new(arch, supernet);
+    req.data = a.data.clone();
+    req.epochs = a.epochs;
+    req.batch_size = a.batch_size;
+    req.lr = a.lr;
+    req.schedule = if a.schedule == "one-cycle" { ScheduleKind::OneCycle } else { ScheduleKind::Cosine };
+    req.warmup_epochs = a.warmup_epochs;
+    req.label_smoothing = a.label_smoothing;
+    req.weight_decay = a.weight_decay;
+    req.kd_weight = a.kd_weight;
+    req.ema_decay = a.ema_decay;
+    req.max_train_images = a.max_train_images;
+    req
+}
+
+/// The flags' own checks (what the run refuses before reading any file).
+#[cfg(test)]
+pub(crate) fn check(a: &Args) -> anyhow::Result<()> {
+    a.device.parse::<DeviceChoice>()?;
+    let space = crate::space::resolve("cifar")?;
+    Ok(request(a, crate::arch::Arch::smallest(&space), PathBuf::new()).check()?)
 }

@@ -14,6 +14,8 @@ mod eval;
 mod export;
 #[cfg(feature = "supernet")]
 mod finetune;
+#[cfg(all(test, feature = "supernet"))]
+mod flag_fuzz;
 mod inspect;
 mod latency;
 mod pick;
@@ -97,14 +99,6 @@ pub(crate) fn start(resume: bool, force: bool) -> crate::run_folder::Start {
     } else {
         Start::Fresh
     }
-}
-
-/// Refuse a numeric flag outside `lo..=hi` before any work (or allocation) depends on it.
-pub(crate) fn check_range<T: PartialOrd + std::fmt::Display>(flag: &str, value: T, lo: T, hi: T, why: &str) -> anyhow::Result<()> {
-    if value < lo || value > hi {
-        anyhow::bail!("{flag} {value}: expected {lo} to {hi} ({why})");
-    }
-    Ok(())
 }
 
 /// Outcome of a command that ran without error.

@@ -109,30 +109,36 @@ pub(crate) fn latency_arg(s: &str) -> Result<f64, String> {
     }
 }
 
+impl From<Args> for SearchRequest {
+    fn from(a: Args) -> Self {
+        SearchRequest {
+            space: a.space,
+            board: a.board,
+            sram: a.sram,
+            flash: a.flash,
+            latency_ms: a.latency,
+            latency_table: a.latency_table,
+            supernet: a.supernet,
+            predictor: a.predictor,
+            objectives: a.objectives.0,
+            population: a.population,
+            generations: a.generations,
+            seed: a.seed,
+            out: a.out,
+            start: super::start(a.resume, a.force),
+            measure: a.measure,
+            data: a.data,
+            calib: a.calib,
+            val_images: a.val_images,
+            device: a.device,
+            plot: !a.no_plot,
+            rows: a.rows,
+        }
+    }
+}
+
 pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
-    let request = SearchRequest {
-        space: a.space,
-        board: a.board,
-        sram: a.sram,
-        flash: a.flash,
-        latency_ms: a.latency,
-        latency_table: a.latency_table,
-        supernet: a.supernet,
-        predictor: a.predictor,
-        objectives: a.objectives.0,
-        population: a.population,
-        generations: a.generations,
-        seed: a.seed,
-        out: a.out,
-        start: super::start(a.resume, a.force),
-        measure: a.measure,
-        data: a.data,
-        calib: a.calib,
-        val_images: a.val_images,
-        device: a.device,
-        plot: !a.no_plot,
-        rows: a.rows,
-    };
+    let request = SearchRequest::from(a);
     let job = match SearchJob::prepare(request) {
         Ok(job) => job,
         Err(e) if is_infeasible(&e) => {

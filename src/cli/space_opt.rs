@@ -51,19 +51,32 @@ struct Pair {
     feasible_macs: Vec<f64>,
 }
 
-pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
-    if a.samples == 0 {
-        anyhow::bail!("--samples 0: expected at least 1 subnet per pair");
+/// The flags' own checks, before the space is sampled.
+pub(crate) fn check(a: &Args) -> anyhow::Result<()> {
+    use crate::limits::check_range;
+    check_range("--samples", a.samples, 1, 1_000_000, "subnets sampled per width x resolution pair")?;
+    check_range("--curves", a.curves, 1, 64, "CDF curves drawn")?;
+    if let Some(w) = a.widths.iter().flatten().find(|w| !(**w > 0.0 && **w <= 4.0)) {
+        anyhow::bail!("--widths: {w} is not a width multiplier in (0, 4]");
     }
+    if let Some(r) = a.resolutions.iter().flatten().find(|r| !(8..=1024).contains(*r)) {
+        anyhow::bail!("--resolutions: {r} is not a resolution in 8..=1024");
+    }
+    check_range(
+        "pairs (--widths x --resolutions)",
+        a.widths.as_ref().map_or(1, Vec::len) * a.resolutions.as_ref().map_or(1, Vec::len),
+        1,
+        1_000,
+        "width x resolution pairs evaluated",
+    )?;
+    Ok(())
+}
+
+pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
+    check(&a)?;
     let space = crate::space::resolve(&a.space)?;
     let widths = a.widths.clone().unwrap_or_else(|| space.width_multipliers.clone());
     let resolutions = a.resolutions.clone().unwrap_or_else(|| space.resolutions.clone());
-    if let Some(w) = widths.iter().find(|w| !(**w > 0.0 && **w <= 4.0)) {
-        anyhow::bail!("--widths: {w} is not a width multiplier in (0, 4]");
-    }
-    if let Some(r) = resolutions.iter().find(|r| !(8..=1024).contains(*r)) {
-        anyhow::bail!("--resolutions: {r} is not a resolution in 8..=1024");
-    }
     let mut rng = ChaCha8Rng::seed_from_u64(a.seed);
     let mut cm = CostModel::new(EngineProfile::default());
     let mut pairs = Vec::new();

@@ -96,25 +96,7 @@ pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
     } else if a.resume {
         eprintln!("no checkpoint in {}: starting a new run", out.display());
     }
-    if let Some(v) = a.epochs {
-        exp.train.epochs = v;
-    }
-    if let Some(v) = a.batch_size {
-        exp.train.batch_size = v;
-    }
-    if let Some(v) = a.lr {
-        exp.train.lr = v;
-        exp.train.min_lr = exp.train.min_lr.min(v);
-    }
-    if let Some(v) = a.seed {
-        exp.train.seed = v;
-    }
-    if let Some(v) = a.data {
-        exp.data.path = v;
-    }
-    if let Some(v) = a.max_train_images {
-        exp.data.max_train_images = v;
-    }
+    apply_overrides(&mut exp, &a);
     exp.validate("after command-line overrides")?;
     let opts = TrainOptions {
         out: out.clone(),
@@ -145,4 +127,37 @@ pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
     trainer.run()?;
     println!("{}", out.join("metrics.csv").display());
     Ok(Outcome::Ok)
+}
+
+/// The flags that override the experiment file's fields.
+fn apply_overrides(exp: &mut Experiment, a: &Args) {
+    if let Some(v) = a.epochs {
+        exp.train.epochs = v;
+    }
+    if let Some(v) = a.batch_size {
+        exp.train.batch_size = v;
+    }
+    if let Some(v) = a.lr {
+        exp.train.lr = v;
+        exp.train.min_lr = exp.train.min_lr.min(v);
+    }
+    if let Some(v) = a.seed {
+        exp.train.seed = v;
+    }
+    if let Some(v) = a.data.clone() {
+        exp.data.path = v;
+    }
+    if let Some(v) = a.max_train_images {
+        exp.data.max_train_images = v;
+    }
+}
+
+/// The flags' own checks, on the shipped CIFAR-10 experiment: what a bad override is refused
+/// with before any data is read.
+#[cfg(test)]
+pub(crate) fn check(a: &Args) -> anyhow::Result<()> {
+    a.device.parse::<DeviceChoice>()?;
+    let mut exp = Experiment::from_path(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/cifar10.toml"))?;
+    apply_overrides(&mut exp, a);
+    Ok(exp.validate("after command-line overrides")?)
 }

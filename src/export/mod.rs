@@ -18,7 +18,9 @@
 //! | [`quant`] | int8 quantisation, TFLite fixed-point helpers | materialize |
 //! | [`reference`] | int8 reference executor | quant |
 //! | [`tflite`] | FlatBuffer writer | quant |
+//! | [`job`] | the `nas export` workflow (recalibrate, quantise, evaluate, write, verify) | all above, codegen |
 
+pub mod job;
 pub mod materialize;
 pub mod quant;
 pub mod reference;

@@ -215,6 +215,152 @@ pub fn measure(m: &Measurer, archs: &[Arch], cache: &Path, progress: bool) -> Re
     Ok(Measured { pairs: out, cached, stale })
 }
 
+/// What `nas predictor build` is asked.
+#[derive(Debug, Clone)]
+pub struct BuildRequest {
+    /// Trained supernet (run or checkpoint folder).
+    pub supernet: std::path::PathBuf,
+    /// Predictor file to write; measurements are cached beside it (`<out>.samples.jsonl`).
+    pub out: std::path::PathBuf,
+    /// Uniformly sampled subnets (the smallest and the largest first).
+    pub samples: usize,
+    /// Dataset [default: the supernet's].
+    pub data: Option<std::path::PathBuf>,
+    /// BatchNorm recalibration images per subnet.
+    pub calib: usize,
+    /// Validation images per subnet (0 = all).
+    pub val_images: usize,
+    /// Compute backend of the measurements.
+    pub device: String,
+    /// MLP fitting.
+    pub fit: FitConfig,
+    /// Search runs whose fronts are measured too (refinement rounds).
+    pub refine: Vec<std::path::PathBuf>,
+    /// Front members taken from each refinement run.
+    pub refine_count: usize,
+}
+
+/// A built predictor: what was measured, and the fitted file.
+pub struct BuildReport {
+    /// The request.
+    pub request: BuildRequest,
+    /// Pairs measured or read from the cache.
+    pub pairs: Vec<Pair>,
+    /// The written predictor.
+    pub file: MlpFile,
+    /// Seconds measuring, seconds fitting.
+    pub secs: (f64, f64),
+}
+
+impl std::fmt::Display for BuildReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let acc = |g: fn(f64, f64) -> f64, init: f64| 100.0 * self.pairs.iter().map(|p| p.acc).fold(init, g);
+        let (mt, cfg) = (&self.file.metrics, &self.request.fit);
+        writeln!(
+            f,
+            "measured {} subnets in {:.1} s (top-1 {:.2}% to {:.2}%, mean {:.2}%); fitted {}{} MLP in {:.1} s",
+            self.pairs.len(),
+            self.secs.0,
+            acc(f64::min, f64::MAX),
+            acc(f64::max, f64::MIN),
+            100.0 * mt.mean_acc,
+            if cfg.members > 1 { format!("{} x ", cfg.members) } else { String::new() },
+            cfg.hidden.iter().map(|h| h.to_string()).collect::<Vec<_>>().join("x"),
+            self.secs.1
+        )?;
+        writeln!(
+            f,
+            "held-out {} subnets: RMSE {:.2} pp, Kendall tau {:.3}",
+            mt.test_samples,
+            mt.rmse_pp.unwrap_or(f64::NAN),
+            mt.kendall_tau.unwrap_or(f64::NAN)
+        )?;
+        writeln!(f, "wrote {}", self.request.out.display())
+    }
+}
+
+impl BuildRequest {
+    /// The checks that need no file: bounds on every count and a usable learning rate, so a bad
+    /// flag fails before the subnets are measured, which takes most of the time.
+    pub fn check(&self) -> anyhow::Result<()> {
+        use crate::limits::check_range;
+        let r = self;
+        check_range("--samples", r.samples, 10, 1_000_000, "subnets to measure; at least 10 for an 80/20 split")?;
+        if r.fit.hidden.is_empty() {
+            anyhow::bail!("--hidden: expected at least one layer width, e.g. 400,400,400");
+        }
+        for &h in &r.fit.hidden {
+            check_range("--hidden", h, 1, 4096, "units per hidden layer; each layer's weights are allocated at once")?;
+        }
+        check_range("--epochs", r.fit.epochs, 1, 100_000, "MLP training epochs")?;
+        check_range("--ensemble", r.fit.members, 1, 64, "MLPs in the ensemble")?;
+        if !(r.fit.lr.is_finite() && r.fit.lr > 0.0 && r.fit.lr <= 10.0) {
+            anyhow::bail!("--lr {}: expected a learning rate in (0, 10]", r.fit.lr);
+        }
+        check_range("--calib", r.calib, 1, 1_000_000, "BatchNorm recalibration images per subnet")?;
+        check_range("--refine-count", r.refine_count, 0, 100_000, "front members measured per refinement run")?;
+        r.device.parse::<DeviceChoice>()?;
+        Ok(())
+    }
+}
+
+/// Up to `n` archs of `run`'s Pareto set, evenly spread over predicted accuracy.
+fn front_archs(run: &Path, n: usize) -> anyhow::Result<Vec<Arch>> {
+    let file = crate::search::output::ParetoFile::read(&run.join("pareto.json"))?;
+    let mut scored: Vec<(f64, Arch)> =
+        file.members.iter().map(|m| (m.metrics["acc_predicted"].as_f64().unwrap_or(0.0), m.arch.clone())).collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let take = n.min(scored.len());
+    Ok((0..take).map(|i| scored[i * scored.len() / take.max(1)].1.clone()).collect())
+}
+
+/// Build a predictor (`nas predictor build`): check the request before any measuring, measure
+/// the sampled (and refinement) subnets through the cache, fit, write. `log` receives progress
+/// lines; `progress` shows a bar while measuring.
+pub fn build(r: &BuildRequest, log: &mut dyn FnMut(&str), progress: bool) -> anyhow::Result<BuildReport> {
+    use anyhow::Context;
+    r.check()?;
+    let device: DeviceChoice = r.device.parse()?;
+    let start = std::time::Instant::now();
+    let m = open(&r.supernet, r.data.as_deref(), r.calib, r.val_images, Split::Train, device)?;
+    let space = m.evaluator.space().clone();
+    let mut archs = sample_archs(&space, r.samples, r.fit.seed);
+    for run in &r.refine {
+        for arch in front_archs(run, r.refine_count)? {
+            arch.validate(&space, &run.join("pareto.json").display().to_string())?;
+            if !archs.contains(&arch) {
+                archs.push(arch);
+            }
+        }
+    }
+    let cache = std::path::PathBuf::from(format!("{}.samples.jsonl", r.out.display()));
+    if let Some(parent) = r.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    log(&format!(
+        "measuring {} subnets of space {} on {} (weights {}; {}); cache {}",
+        archs.len(),
+        space.name,
+        r.supernet.display(),
+        m.key.weights,
+        m.source.measured_on,
+        cache.display()
+    ));
+    let measured = measure(&m, &archs, &cache, progress)?;
+    if measured.stale > 0 {
+        log(&format!(
+            "the cache held {} measurements of other weights, data or settings: moved aside to {}.stale, not reused",
+            measured.stale,
+            cache.display()
+        ));
+    }
+    log(&format!("{} subnets from the cache, {} measured now", measured.cached, archs.len() - measured.cached));
+    let measured_s = start.elapsed().as_secs_f64();
+    let file = fit(&space, &measured.pairs, &r.fit, m.source.clone())?;
+    MlpPredictor::save(&file, &r.out)?;
+    Ok(BuildReport { request: r.clone(), pairs: measured.pairs, file, secs: (measured_s, start.elapsed().as_secs_f64() - measured_s) })
+}
+
 /// MLP fitting settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FitConfig {

@@ -66,6 +66,28 @@ pub struct SearchRequest {
     pub rows: usize,
 }
 
+impl SearchRequest {
+    /// The checks that need no file beyond the flags' own: bounds on every count, positive
+    /// budgets, explicit measurement flags that exist. [`SearchJob::prepare`] starts with them.
+    pub fn check(&self) -> anyhow::Result<()> {
+        use crate::limits::check_range;
+        check_range("--population", self.population, 4, 100_000, "archs per generation, all kept in memory with their costs")?;
+        check_range("--generations", self.generations, 0, 1_000_000, "generations after the initial population")?;
+        check_range("--measure", self.measure, 0, 10_000, "front members measured on the supernet, seconds each")?;
+        check_range("--rows", self.rows, 1, 1_000, "rows of the printed front table")?;
+        if self.sram == Some(0) || self.flash == Some(0) {
+            anyhow::bail!("--sram and --flash must be positive (got {:?} and {:?} bytes)", self.sram, self.flash);
+        }
+        if let Some(l) = self.latency_ms.filter(|l| !(l.is_finite() && *l > 0.0)) {
+            anyhow::bail!("--latency {l}: expected a positive duration");
+        }
+        if self.objectives.is_empty() {
+            anyhow::bail!("--objectives: expected at least one of acc, latency, sram, flash, macs");
+        }
+        check_measurement_flags(self)
+    }
+}
+
 impl Default for SearchRequest {
     fn default() -> Self {
         SearchRequest {
@@ -122,9 +144,7 @@ impl SearchJob {
     /// unsatisfiable budget is [`SearchError::Infeasible`] inside the error.
     pub fn prepare(request: SearchRequest) -> anyhow::Result<Self> {
         let r = &request;
-        in_range("--population", r.population, 4, 100_000, "archs per generation, all kept in memory with their costs")?;
-        in_range("--generations", r.generations, 0, 1_000_000, "generations after the initial population")?;
-        check_measurement_flags(r)?;
+        r.check()?;
         let space = crate::space::resolve(&r.space)?;
         let board = Boards::shipped()?.get(&r.board)?.clone();
         let budget = Budget { sram: r.sram.unwrap_or(board.sram), flash: r.flash.unwrap_or(board.flash), latency_ms: r.latency_ms };
@@ -324,14 +344,6 @@ pub fn spread_members(search: &Search, pareto: &[usize], k: usize) -> Vec<usize>
         return Vec::new();
     }
     output::spread(search, pareto, (k - 1).max(1)).into_iter().map(|(i, _)| i).take(k).collect()
-}
-
-/// `value` within `lo..=hi`, else an error naming the flag and why it is bounded.
-fn in_range(flag: &str, value: usize, lo: usize, hi: usize, why: &str) -> anyhow::Result<()> {
-    if value < lo || value > hi {
-        anyhow::bail!("{flag} {value}: expected {lo} to {hi} ({why})");
-    }
-    Ok(())
 }
 
 /// Flags the user gave for measuring the front are errors when wrong (before the search), not

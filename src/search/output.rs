@@ -287,7 +287,10 @@ pub fn knee(search: &Search, pareto: &[usize]) -> usize {
 /// The front as a text table: the [`spread`] of the front (at most `max_rows` latency levels and
 /// the knee), each row saying why it was chosen, then how many more members `pareto.json` holds.
 pub fn summary_table(search: &Search, pareto: &[usize], measured: &Measured, max_rows: usize) -> String {
-    let rows = spread(search, pareto, max_rows.saturating_sub(1).max(1));
+    let mut rows = spread(search, pareto, max_rows.saturating_sub(1).max(1));
+    if max_rows <= 1 {
+        rows.retain(|(_, why)| why.ends_with("knee"));
+    }
     let recs = &search.archive.records;
     let mut s = format!(
         "{:<24} {:>6} {:>9} {:>9} {:>12} {:>10} {:>10} {:>8} {:>5} {:>4}  {}\n",

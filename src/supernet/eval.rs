@@ -1,6 +1,6 @@
 //! Subnet evaluation: top-1 after BN recalibration, and [`SubnetEvaluator`] for the search.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor};
 
@@ -166,4 +166,57 @@ fn to_labelled(ds: &Dataset, idx: &[usize], norm: &Normalization, device: &Devic
             (batch_tensor(&b, device), b.labels)
         })
         .collect()
+}
+
+/// The checkpoint to read: `ckpt` (`--checkpoint`), else the shipped supernet of the space of
+/// `arch` (`--arch`: a file or `RUN/pareto.json#ID`).
+pub fn resolve_checkpoint(ckpt: Option<&Path>, arch: Option<&str>) -> anyhow::Result<PathBuf> {
+    match (ckpt, arch) {
+        (Some(c), _) => Ok(c.to_path_buf()),
+        (None, Some(spec)) => Ok(crate::assets::space_defaults(&crate::search::output::read_arch_spec(spec)?.space).0),
+        (None, None) => anyhow::bail!("--arch or --checkpoint is required (a fine-tuning run folder knows its arch)"),
+    }
+}
+
+/// The dataset to read: `data` (`--data`), else the one the checkpoint was trained on, else
+/// (with a note passed to `note`) the shipped CIFAR-10 mini set, so the steps after `nas search`
+/// need no path a user would not know.
+pub fn resolve_data(data: Option<&Path>, ckpt: &Path, note: &mut dyn FnMut(&str)) -> anyhow::Result<PathBuf> {
+    if let Some(d) = data {
+        return Ok(d.to_path_buf());
+    }
+    let meta = checkpoint::load_meta(&checkpoint::require(ckpt)?)?;
+    let recorded = crate::train::experiment::resolve_path(&meta.data_path);
+    if recorded.exists() {
+        return Ok(recorded);
+    }
+    let mini = crate::assets::mini_data();
+    match mini {
+        Some(m) if meta.space.name == "cifar" => {
+            note(&format!(
+                "note: {} (the checkpoint's training data) is not here: using the shipped CIFAR-10 mini set {} (500 training images: 450 calibrate, 50 validate; 1000 test images); pass --data for the full set",
+                meta.data_path.display(),
+                m.display()
+            ));
+            Ok(m)
+        }
+        _ => anyhow::bail!("{} (the checkpoint's training data) is not here: pass --data", meta.data_path.display()),
+    }
+}
+
+/// The arch to evaluate or export: `arch` (`--arch`), or the fine-tuned checkpoint's own. A
+/// fine-tuned checkpoint holds trained weights for its arch only, so another arch is refused.
+pub fn checkpoint_arch(ckpt: &Path, arch: Option<&str>) -> anyhow::Result<Arch> {
+    let meta = checkpoint::load_meta(&checkpoint::require(ckpt)?)?;
+    let given = arch.map(crate::search::output::read_arch_spec).transpose()?;
+    match (meta.finetune, given) {
+        (Some(f), Some(g)) if g != f.arch => anyhow::bail!(
+            "{} is a fine-tuning run of another arch than --arch {}: leave --arch out to use its own",
+            ckpt.display(),
+            arch.unwrap_or_default()
+        ),
+        (Some(f), _) => Ok(f.arch),
+        (None, Some(g)) => Ok(g),
+        (None, None) => anyhow::bail!("--arch is required: {} is a supernet, not a fine-tuned subnet", ckpt.display()),
+    }
 }

@@ -155,6 +155,11 @@ pub fn find(path: &Path) -> Result<Option<PathBuf>, TrainError> {
         }
         return Err(TrainError::Checkpoint { path: latest, message: format!("points at {}, which holds no {META}", dir.display()) });
     }
+    // A kill between a checkpoint's rename into place and the `latest` update leaves complete
+    // checkpoints and no pointer: the newest of them is the one to resume.
+    if let Some(dir) = newest_complete(&path.join("checkpoints")) {
+        return Ok(Some(dir));
+    }
     if path.is_dir() || !path.exists() {
         return Ok(None);
     }
@@ -162,6 +167,18 @@ pub fn find(path: &Path) -> Result<Option<PathBuf>, TrainError> {
         path: path.to_path_buf(),
         message: "expected a run folder or a checkpoint folder (holding meta.json)".into(),
     })
+}
+
+/// The complete checkpoint (renamed into place, holding a readable `meta.json`) with the most
+/// training steps under `root`, if any.
+fn newest_complete(root: &Path) -> Option<PathBuf> {
+    let entries = std::fs::read_dir(root).ok()?;
+    entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+        .filter_map(|p| load_meta(&p).ok().map(|m| ((m.step, m.epoch), p)))
+        .max_by_key(|(k, _)| *k)
+        .map(|(_, p)| p)
 }
 
 /// Like [`find`], but a missing checkpoint is an error.

@@ -130,6 +130,11 @@ fn default_calib() -> usize {
     2000
 }
 
+/// Most epochs a run may be asked for.
+pub const MAX_EPOCHS: usize = 100_000;
+/// Largest batch: one batch of images is allocated at once.
+pub const MAX_BATCH: usize = 65_536;
+
 impl Experiment {
     /// Read an experiment file.
     pub fn from_path(path: &Path) -> Result<Self, TrainError> {
@@ -144,17 +149,22 @@ impl Experiment {
         Ok(exp)
     }
 
-    /// Check value ranges; errors name the field, the value and what is expected.
+    /// Check value ranges; errors name the field, the value and what is expected (a flag that
+    /// overrides a field is checked here too, under the field's name).
     pub fn validate(&self, origin: &str) -> Result<(), TrainError> {
         let bad = |field: &str, value: String, expected: &str| {
             Err(TrainError::Config(format!("experiment {origin}: `{field}` = {value}, expected {expected}")))
         };
         let t = &self.train;
-        if t.epochs == 0 {
-            return bad("train.epochs", "0".into(), "at least 1");
+        if !(1..=MAX_EPOCHS).contains(&t.epochs) {
+            return bad("train.epochs", t.epochs.to_string(), &format!("1 to {MAX_EPOCHS}"));
         }
-        if t.batch_size < 2 {
-            return bad("train.batch_size", t.batch_size.to_string(), "at least 2 (BatchNorm needs a batch)");
+        if !(2..=MAX_BATCH).contains(&t.batch_size) {
+            return bad(
+                "train.batch_size",
+                t.batch_size.to_string(),
+                &format!("2 to {MAX_BATCH} (BatchNorm needs a batch; one batch is allocated at once)"),
+            );
         }
         if !(t.lr.is_finite() && t.lr > 0.0) {
             return bad("train.lr", t.lr.to_string(), "a positive number");

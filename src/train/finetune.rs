@@ -69,13 +69,18 @@ impl FinetuneRequest {
         }
     }
 
-    fn check(&self) -> Result<(), TrainError> {
+    /// The flags' own checks, before any file is read.
+    pub fn check(&self) -> Result<(), TrainError> {
         let bad = |flag: &str, value: String, expected: &str| Err(TrainError::Config(format!("{flag} {value}: expected {expected}")));
-        if self.epochs == 0 {
-            return bad("--epochs", "0".into(), "at least 1");
+        if !(1..=MAX_EPOCHS).contains(&self.epochs) {
+            return bad("--epochs", self.epochs.to_string(), &format!("1 to {MAX_EPOCHS}"));
         }
-        if self.batch_size < 2 {
-            return bad("--batch-size", self.batch_size.to_string(), "at least 2 (BatchNorm needs a batch)");
+        if !(2..=MAX_BATCH).contains(&self.batch_size) {
+            return bad(
+                "--batch-size",
+                self.batch_size.to_string(),
+                &format!("2 to {MAX_BATCH} (BatchNorm needs a batch; one batch is allocated at once)"),
+            );
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return bad("--lr", self.lr.to_string(), "a positive number");
@@ -98,6 +103,8 @@ impl FinetuneRequest {
         Ok(())
     }
 }
+
+use super::experiment::{MAX_BATCH, MAX_EPOCHS};
 
 /// The experiment a fine-tuning run uses: the supernet's (space, data split, normalisation)
 /// with `train` replaced by the request's settings.

@@ -64,8 +64,11 @@ fn resume_reproduces_the_next_step_exactly() {
     let s_a = [a.train_step(&batches[0], 1, 0, lr0).unwrap(), a.train_step(&batches[1], 1, 1, a.lr_at(4)).unwrap()];
 
     // ...and a fresh process resuming from the checkpoint does exactly the same (once the first
-    // has released the run folder).
+    // has released the run folder), even when killed between the checkpoint's rename into place
+    // and the `latest` pointer's update (the first checkpoint then has no pointer at all).
     drop(a);
+    std::fs::remove_file(out.join("latest")).unwrap();
+    assert_eq!(checkpoint::require(&out).unwrap(), out.join("checkpoints/epoch-0001"));
     let mut b = Trainer::with_data(exp, synthetic(60), "<synthetic>".into(), &opts(&out, true)).unwrap();
     assert_eq!((b.epoch, b.step), (1, 3));
     let batches_b: Vec<Batch> = b.loader(1, 0).unwrap().take(2).collect();

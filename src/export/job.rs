@@ -1,0 +1,294 @@
+//! One `nas export` as a library call: a subnet of a trained supernet (or a fine-tuned
+//! checkpoint) recalibrated, quantised to int8, evaluated, and written as a `.tflite` model
+//! and / or self-contained C with its firmware project, optionally verified on the host, the
+//! Arm toolchain and QEMU.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use rayon::prelude::*;
+
+use super::{FloatNet, QuantNet, materialize, network_inputs, quantize, tflite};
+use crate::board::Board;
+use crate::data::{Dataset, Normalization, Split, batch_from_indices, split_train_val_calib};
+use crate::ir::{Network, lower};
+use crate::run_folder::{RunFolder, Start};
+use crate::supernet::eval::{checkpoint_arch, resolve_checkpoint, resolve_data};
+use crate::supernet::{DeviceChoice, batch_tensor, recalibrate};
+use crate::train::{EVAL_BATCH, check_data, checkpoint, load_data};
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// int8 TFLite flatbuffer.
+    Tflite,
+    /// C code and firmware project.
+    C,
+    /// Both.
+    Both,
+}
+
+impl Format {
+    fn tflite(self) -> bool {
+        self != Format::C
+    }
+    fn c(self) -> bool {
+        self != Format::Tflite
+    }
+}
+
+/// What `nas export` is asked.
+#[derive(Debug, Clone)]
+pub struct ExportRequest {
+    /// Arch file or `RUN/pareto.json#ID` [default for a fine-tuned checkpoint: its own].
+    pub arch: Option<String>,
+    /// Supernet or fine-tuned checkpoint [default: the shipped supernet of the arch's space].
+    pub checkpoint: Option<PathBuf>,
+    /// Formats to write.
+    pub format: Format,
+    /// Board of the C firmware project.
+    pub board: String,
+    /// Verify the C export (host, footprint, QEMU).
+    pub verify: bool,
+    /// Output folder.
+    pub out: PathBuf,
+    /// Clear `out` first.
+    pub force: bool,
+    /// Calibration images.
+    pub calib: usize,
+    /// Dataset [default: the checkpoint's, else the shipped mini set].
+    pub data: Option<PathBuf>,
+    /// Report on the official test split rather than the run's validation images.
+    pub test_split: bool,
+    /// Compute backend.
+    pub device: String,
+}
+
+/// What an export produced.
+#[derive(Debug, Clone)]
+pub enum Exported {
+    /// Files written; float and int8 top-1 on `images` images.
+    Done {
+        /// Float (folded) top-1.
+        float_top1: f64,
+        /// int8 (reference executor) top-1.
+        int8_top1: f64,
+        /// Images evaluated.
+        images: usize,
+        /// Calibration images used.
+        calib: usize,
+    },
+    /// The network does not fit the board (nothing written); the message says by how much.
+    DoesNotFit(String),
+}
+
+/// Run an export. `log` receives each line of progress (files written, verification results)
+/// as it happens.
+pub fn export(r: &ExportRequest, log: &mut dyn FnMut(&str)) -> anyhow::Result<Exported> {
+    if r.verify && r.format == Format::Tflite {
+        bail!("--verify checks the C export: use --format c or both");
+    }
+    let boards = crate::board::Boards::shipped()?;
+    let board = boards.get(&r.board)?.clone();
+    if r.calib == 0 {
+        bail!("--calib 0: calibration needs at least 1 image");
+    }
+    // The checks --verify runs need a C target for the board and, for the QEMU run, an MPS2
+    // machine for its core: refused now, not after the export's work.
+    if r.format.c() {
+        crate::codegen::firmware::Target::for_board(&board, false).map_err(anyhow::Error::msg)?;
+    }
+    if r.verify {
+        crate::codegen::firmware::Target::for_board(&board, true)
+            .map_err(|e| anyhow::anyhow!("--verify on {e}: export without --verify, or verify on a Cortex-M4/M7 board"))?;
+    }
+    let device = r.device.parse::<DeviceChoice>()?.device()?;
+    let ckpt = resolve_checkpoint(r.checkpoint.as_deref(), r.arch.as_deref())?;
+    let arch = checkpoint_arch(&ckpt, r.arch.as_deref())?;
+    let arch_name = r.arch.clone().unwrap_or_else(|| format!("{} (fine-tuned)", ckpt.display()));
+    let dir = checkpoint::require(&ckpt)?;
+    let meta = checkpoint::load_meta(&dir)?;
+    arch.validate(&meta.space, &arch_name)?;
+    let net = lower(&arch, &meta.space);
+    // A network the board cannot hold is refused before any work, as `nas inspect` does.
+    let report = crate::cost::CostModel::new(crate::cost::EngineProfile::default()).report(&net);
+    if report.flash.total > board.flash || report.sram > board.sram {
+        return Ok(Exported::DoesNotFit(format!(
+            "{arch_name} does not fit board {}: flash {} of {} available, SRAM {} of {} (cost model; `nas inspect` shows the layers)",
+            board.name,
+            crate::size::Human(report.flash.total),
+            crate::size::Human(board.flash),
+            crate::size::Human(report.sram),
+            crate::size::Human(board.sram)
+        )));
+    }
+    // Claimed before the work: an old export's files are never left beside the new ones.
+    let _folder = RunFolder::open(&r.out, if r.force { Start::Force } else { Start::Fresh }, "export")?;
+    let model = checkpoint::load_model(&dir, &meta, &device)?;
+    let data_path = resolve_data(r.data.as_deref(), &ckpt, log)?;
+    let train = load_data(&data_path, Split::Train)?;
+    check_data(&train, &meta.space)?;
+    let exp = &meta.experiment;
+    let splits = split_train_val_calib(&train, exp.data.val_fraction, r.calib, exp.train.seed)
+        .with_context(|| format!("splitting {}", data_path.display()))?;
+    let norm = &meta.normalization;
+    let calib_batches: Vec<_> =
+        splits.calib.chunks(EVAL_BATCH).map(|c| batch_tensor(&batch_from_indices(&train, c, norm), &device)).collect();
+    recalibrate(&model, &net, calib_batches.iter().cloned());
+    let float = materialize(&model, &net)?;
+    let calib: Vec<Vec<f32>> = calib_batches.into_iter().flat_map(|x| network_inputs(x, &net)).collect();
+    let q = quantize(&float, &calib);
+
+    let (eval_set, eval_idx): (Dataset, Vec<usize>) = if r.test_split {
+        let test = load_data(&data_path, Split::Test)?;
+        check_data(&test, &meta.space)?;
+        let all = (0..test.len()).collect();
+        (test, all)
+    } else {
+        (train, splits.val.clone())
+    };
+    let (float_top1, int8_top1, n) = evaluate(&float, &q, &net, &eval_set, &eval_idx, norm, &device);
+
+    if r.format.tflite() {
+        let bytes = tflite::to_tflite(&q, &format!("tinynas {} int8", arch.space));
+        let model_path = r.out.join("model.tflite");
+        crate::search::write_atomic(&model_path, &bytes).with_context(|| format!("writing {}", model_path.display()))?;
+        log(&format!("wrote {} ({} bytes)", model_path.display(), bytes.len()));
+    }
+    let arch_path = r.out.join("arch.json");
+    crate::search::write_atomic(&arch_path, arch.to_json().as_bytes()).with_context(|| format!("writing {}", arch_path.display()))?;
+    if r.format.c() {
+        let probe: Vec<Vec<i8>> = probe_inputs(&eval_set, &eval_idx, norm, &net, &device).iter().map(|x| q.quantize_input(x)).collect();
+        c_export(&q, &board, &r.out.join("c"), &probe, &format!("{arch_name} ({})", arch.space), r.verify, log)?;
+    }
+    Ok(Exported::Done { float_top1, int8_top1, images: n, calib: calib.len() })
+}
+
+/// The first few evaluation images, as network inputs: the C project's test images.
+fn probe_inputs(ds: &Dataset, idx: &[usize], norm: &Normalization, net: &Network, device: &burn::tensor::Device) -> Vec<Vec<f32>> {
+    let n = idx.len().min(4);
+    if n == 0 {
+        return Vec::new();
+    }
+    network_inputs(batch_tensor(&batch_from_indices(ds, &idx[..n], norm), device), net)
+}
+
+/// Write the C model and its firmware project into `dir`; with `verify`, check it.
+fn c_export(
+    q: &QuantNet,
+    board: &Board,
+    dir: &Path,
+    probe: &[Vec<i8>],
+    title: &str,
+    verify: bool,
+    log: &mut dyn FnMut(&str),
+) -> anyhow::Result<()> {
+    use crate::codegen::{firmware, generate, tools};
+    let net = &q.net;
+    let engine = crate::cost::EngineProfile::default();
+    let report = crate::cost::CostModel::new(engine).report(net);
+    let model = generate(q, &report.plan, title)?;
+    let target = firmware::Target::for_board(board, false).map_err(anyhow::Error::msg)?;
+    let input_size = net.shape(net.input).elems();
+    firmware::write_project(dir, &model, &target, probe, input_size).with_context(|| format!("writing {}", dir.display()))?;
+    log(&format!(
+        "wrote {} (model.c, model.h, kernels, firmware for {}: `make` with arm-none-eabi-gcc); predicted flash {} B, SRAM {} B (arena {} B)",
+        dir.display(),
+        board.name,
+        report.flash.total,
+        report.sram,
+        report.plan.arena_bytes
+    ));
+    if !verify {
+        return Ok(());
+    }
+    let reference: Vec<Vec<i8>> = probe.iter().map(|x| q.run(x)).collect();
+    let host = tools::build_host(dir)?;
+    let got = tools::run_host(&host, probe, net.shape(net.output).elems())?;
+    if got != reference {
+        bail!("verify: the host build of {} differs from the Rust int8 reference", dir.display());
+    }
+    log(&format!("verify: host C outputs equal the Rust int8 reference on {} images", probe.len()));
+    let deploy = tools::build_firmware(dir, &target, tools::App::Deploy)?;
+    let f = crate::codegen::footprint(&deploy)?;
+    let pct = |linked: u64, predicted: u64| 100.0 * (predicted as f64 - linked as f64) / linked as f64;
+    log(&format!(
+        "verify: linked for {}: flash {} B (predicted {} B, {:+.2}%), SRAM {} B (predicted {} B, {:+.2}%)",
+        board.name,
+        f.flash,
+        report.flash.total,
+        pct(f.flash, report.flash.total),
+        f.sram,
+        report.sram,
+        pct(f.sram, report.sram)
+    ));
+    log(&format!(
+        "        flash by class, linked / predicted: weights {} / {}, bias {} / {}, requant {} / {}, layers {} / {}, code {} / {}",
+        f.weights,
+        report.flash.weights,
+        f.bias,
+        report.flash.bias,
+        f.requant,
+        report.flash.requant,
+        f.layers,
+        report.flash.layers,
+        f.code,
+        report.flash.code
+    ));
+    log(&format!(
+        "        SRAM by class, linked / predicted: arena {} / {}, stack + statics {} / {}",
+        f.arena,
+        report.plan.arena_bytes,
+        f.stack + f.statics,
+        engine.runtime_sram
+    ));
+    let qemu_target = firmware::Target::for_board(board, true).map_err(anyhow::Error::msg)?;
+    let qdir = dir.join("qemu");
+    firmware::write_project(&qdir, &model, &qemu_target, probe, input_size)?;
+    let elf = tools::build_firmware(&qdir, &qemu_target, tools::App::Test)?;
+    let run = tools::run_qemu(&elf, &qemu_target, std::time::Duration::from_secs(600))?;
+    if run.outputs != reference {
+        bail!("verify: the firmware's outputs in QEMU differ from the host build and the Rust reference");
+    }
+    log(&format!(
+        "verify: QEMU {} outputs equal the host build on {} images; {} instructions per inference, stack {} B of {} B",
+        qemu_target.core.qemu_machine().unwrap_or("?"),
+        probe.len(),
+        run.totals.first().copied().unwrap_or(0),
+        run.stack,
+        f.stack
+    ));
+    Ok(())
+}
+
+/// Float (folded) and int8 (reference executor) top-1 on `idx` of `ds`.
+fn evaluate(
+    float: &FloatNet,
+    q: &QuantNet,
+    net: &Network,
+    ds: &Dataset,
+    idx: &[usize],
+    norm: &Normalization,
+    device: &burn::tensor::Device,
+) -> (f64, f64, usize) {
+    let mut images = Vec::with_capacity(idx.len());
+    let mut labels = Vec::with_capacity(idx.len());
+    for c in idx.chunks(EVAL_BATCH) {
+        let b = batch_from_indices(ds, c, norm);
+        images.extend(network_inputs(batch_tensor(&b, device), net));
+        labels.extend(b.labels);
+    }
+    let out = net.output.0 as usize;
+    let f = top1(&labels, images.par_iter().enumerate().map(|(i, x)| (i, argmax(&float.forward(x)[out]))));
+    let i8 = top1(&labels, images.par_iter().enumerate().map(|(i, x)| (i, argmax(&q.run(&q.quantize_input(x))))));
+    (f, i8, labels.len())
+}
+
+fn top1(labels: &[u32], logits: impl ParallelIterator<Item = (usize, usize)>) -> f64 {
+    let correct = logits.filter(|&(i, pred)| pred == labels[i] as usize).count();
+    if labels.is_empty() { 0.0 } else { correct as f64 / labels.len() as f64 }
+}
+
+fn argmax<T: PartialOrd + Copy>(v: &[T]) -> usize {
+    (0..v.len()).fold(0, |best, i| if v[i] > v[best] { i } else { best })
+}
