@@ -434,7 +434,14 @@ fn finetune_without_the_supernets_data_names_data_flag() {
     let o = nas(&["finetune", "--arch", arch.to_str().unwrap(), "--supernet", sn.to_str().unwrap(), "--kd-weight", "1.5"], dir.path());
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).1.contains("--kd-weight 1.5"), "{:?}", text(&o));
-    for (flag, value) in [("--epochs", "0"), ("--lr", "0"), ("--batch-size", "1"), ("--label-smoothing", "1")] {
+    for (flag, value) in [
+        ("--epochs", "0"),
+        ("--lr", "0"),
+        ("--batch-size", "1"),
+        ("--label-smoothing", "1"),
+        ("--epochs", "100000000"),
+        ("--batch-size", "100000000"),
+    ] {
         let o = nas(&["finetune", "--arch", arch.to_str().unwrap(), "--supernet", sn.to_str().unwrap(), flag, value], dir.path());
         assert_eq!(o.status.code(), Some(2), "{flag} {value}");
         assert!(text(&o).1.contains(&format!("{flag} {value}")), "{flag}: {:?}", text(&o));

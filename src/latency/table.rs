@@ -147,6 +147,9 @@ impl LatencyRow {
             return Err(("macs", self.macs.to_string(), format!("{} (the MACs of {})", self.key.macs(), self.key)));
         }
         positive("value", self.value)?;
+        if self.value > MAX_VALUE {
+            return Err(("value", fmt_f64(self.value), format!("at most {MAX_VALUE:e} instructions or cycles for one layer")));
+        }
         positive("cycles_per_unit", self.cycles_per_unit)?;
         if self.unit == Unit::Cycles && self.cycles_per_unit != 1.0 {
             return Err(("cycles_per_unit", fmt_f64(self.cycles_per_unit), "1 for unit cycles".into()));
@@ -184,6 +187,9 @@ impl LatencyRow {
         Ok(())
     }
 }
+
+/// Largest `value` a row may hold.
+pub const MAX_VALUE: f64 = 1e12;
 
 fn positive(col: &'static str, v: f64) -> Result<(), (&'static str, String, String)> {
     if v.is_finite() && v > 0.0 { Ok(()) } else { Err((col, fmt_f64(v), "a positive finite number".into())) }
@@ -584,7 +590,13 @@ fn parse_row(origin: &str, row: usize, get: impl Fn(&'static str) -> String) -> 
         Some(v as usize)
     };
     let macs = cell("macs").uint()?;
-    let value = cell("value").positive()?;
+    let value_cell = cell("value");
+    let value = value_cell.positive()?;
+    // One layer of a microcontroller network: more than 1e12 cycles (over an hour at 216 MHz)
+    // is a unit or typing error, refused before it skews every sum it enters.
+    if value > MAX_VALUE {
+        return Err(value_cell.err(format!("at most {MAX_VALUE:e} instructions or cycles for one layer")));
+    }
     let unit_cell = cell("unit");
     let unit = Unit::from_name(&unit_cell.value).ok_or_else(|| unit_cell.err("a unit: instructions or cycles"))?;
     let cycles_per_unit = cell("cycles_per_unit").positive()?;

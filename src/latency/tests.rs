@@ -112,6 +112,7 @@ fn parse_errors_name_file_row_column_value_and_expectation() {
         ("in_c", "9999999999", &["column macs", "the MACs of"]),
         ("value", "-5", &["column value", "\"-5\"", "negative"]),
         ("value", "fast", &["column value", "\"fast\"", "not a number"]),
+        ("value", "1e300", &["column value", "\"1e300\"", "at most 1e12"]),
         ("macs", "-3", &["column macs", "negative"]),
         ("op", "conv3d", &["column op", "\"conv3d\"", "pointwise, conv, depthwise, add, avgpool, fc"]),
         ("unit", "ms", &["column unit", "\"ms\"", "instructions or cycles"]),
