@@ -512,6 +512,12 @@ fn eval_and_export_fall_back_to_the_shipped_data_and_supernet() {
         "{err}"
     );
     assert!(out.contains("on 50 val images"), "{out}");
+    // A predictor needs the real validation images: the error names the recorded data and --data.
+    let p = dir.path().join("p.json");
+    let o = nas(&["predictor", "build", "--supernet", sn.to_str().unwrap(), "--out", p.to_str().unwrap()], &repo());
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}{err}");
+    assert!(err.contains("training data not-on-this-machine/cifar10 (recorded in") && err.contains("pass --data"), "{err}");
     // Without --checkpoint, export takes the shipped supernet of the arch's space.
     let out_dir = dir.path().join("deploy");
     let o = nas(&["export", "--arch", arch.to_str().unwrap(), "--format", "tflite", "--out", out_dir.to_str().unwrap()], &repo());

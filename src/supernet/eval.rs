@@ -141,7 +141,20 @@ impl OpenedCheckpoint {
         let device = device.device()?;
         let model = checkpoint::load_model(&dir, &meta, &device)?;
         let weights = checkpoint::weights_fingerprint(&dir, &meta)?;
-        let data_path = data.map(Path::to_path_buf).unwrap_or_else(|| meta.data_path.clone());
+        let data_path = match data {
+            Some(d) => d.to_path_buf(),
+            None => {
+                let recorded = crate::train::experiment::resolve_path(&meta.data_path);
+                if !recorded.exists() {
+                    return Err(TrainError::Config(format!(
+                        "the supernet's training data {} (recorded in {}) is not here: pass --data with that dataset",
+                        meta.data_path.display(),
+                        dir.join("meta.json").display()
+                    )));
+                }
+                recorded
+            }
+        };
         let train = load_data(&data_path, Split::Train)?;
         check_data(&train, &meta.space)?;
         Ok(OpenedCheckpoint { meta, model, device, data_path, train, weights })
