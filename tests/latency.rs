@@ -346,3 +346,31 @@ fn profile_of_a_space_too_large_for_the_board_fails_clearly() {
     assert_eq!(o.status.code(), Some(0), "{out}{err}");
     assert!(out.contains("skipped") && dir.path().join("p/tn_profile_cfg.h").is_file(), "{out}");
 }
+
+#[test]
+#[cfg(feature = "supernet")]
+fn bench_mcu_times_single_shapes_beside_cmsis_nn() {
+    if !mcu_tools("bench mcu --shape", &["arm-none-eabi-gcc", "qemu-system-arm"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["bench", "mcu", "--shape", "pointwise:16x16x16:96", "--shape", "depthwise:8x8x16:k5:s2", "--shape", "fc:160:10"];
+    let o = nas(&args, dir.path());
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    let row = |spec: &str| out.lines().find(|l| l.starts_with(spec)).unwrap_or_else(|| panic!("no row {spec}: {out}")).to_string();
+    // pointwise:16x16x16:96 is one of CMSIS-NN's shapes: its figure and the ratio are shown.
+    let pw: Vec<String> = row("pointwise:16x16x16:96").split_whitespace().map(String::from).collect();
+    assert_eq!(pw[1], "393216", "{out}");
+    let per_mac: f64 = pw[3].parse().unwrap();
+    assert!(per_mac > 0.5 && per_mac < 20.0, "{out}");
+    assert_eq!(pw[4], "3.90", "{out}");
+    // A shape CMSIS-NN was not measured on has no anchor; QEMU counts are deterministic.
+    assert!(row("depthwise:8x8x16:k5:s2").contains(" - "), "{out}");
+    let again = nas(&args, dir.path());
+    assert_eq!(text(&again).0, out, "instruction counts differ between two runs");
+    // A malformed shape is refused naming it, before any tool runs.
+    let o = nas(&["bench", "mcu", "--shape", "pointwise:16x16:96"], dir.path());
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).1.contains("\"pointwise:16x16:96\"") && text(&o).1.contains("HxWxC"), "{:?}", text(&o));
+}

@@ -39,6 +39,49 @@ pub(crate) struct McuArgs {
     /// Keep the generated projects here instead of a temporary folder.
     #[arg(long)]
     keep: Option<PathBuf>,
+    /// Time one layer shape alone instead of whole networks (repeatable), e.g.
+    /// pointwise:16x16x16:96, conv:32x32x3:16:k3:s1, depthwise:16x16x96:k3:s2, add:8x8x32,
+    /// avgpool:4x4x96, fc:160:10.
+    #[arg(long)]
+    shape: Vec<String>,
+    /// Time the canonical shapes CMSIS-NN was measured on, beside its figures (Cortex-M7).
+    #[arg(long)]
+    shapes: bool,
+}
+
+/// `--shape` / `--shapes`: layers timed alone, beside CMSIS-NN where it was measured.
+fn shapes(a: &McuArgs) -> anyhow::Result<Outcome> {
+    use crate::latency::measure::{CMSIS_NN_M7, time_shapes};
+    let mut specs = a.shape.clone();
+    if a.shapes {
+        specs.extend(CMSIS_NN_M7.iter().map(|(s, _)| s.to_string()));
+    }
+    let (board, timings) = time_shapes(&a.board, &specs, a.plain)?;
+    println!(
+        "{} kernels on {} ({} in QEMU, -icount shift=0), one layer per row; CMSIS-NN: its instructions/MAC on Cortex-M7 in QEMU mps2-an500, gcc 12.2 -O2 (M7 DSP rows only)",
+        if a.plain { "plain C" } else { "DSP (SXTB16/SMLAD)" },
+        board.name,
+        board.core
+    );
+    println!(
+        "{:<28} {:>10} {:>13} {:>10} {:>9} {:>8} {:>12}",
+        "shape", "MACs", "instructions", "instr/MAC", "CMSIS-NN", "ratio", "instr/output"
+    );
+    for t in &timings {
+        let macs = t.key.macs();
+        let per_mac = (macs > 0).then(|| t.instructions / macs as f64);
+        println!(
+            "{:<28} {:>10} {:>13.0} {:>10} {:>9} {:>8} {:>12.1}",
+            t.spec,
+            macs,
+            t.instructions,
+            per_mac.map_or("-".into(), |v| format!("{v:.2}")),
+            t.anchor.map_or("-".into(), |v| format!("{v:.2}")),
+            per_mac.zip(t.anchor).map_or("-".into(), |(o, c)| format!("{:.2}", o / c)),
+            t.instructions / t.key.out_elems().max(1) as f64
+        );
+    }
+    Ok(Outcome::Ok)
 }
 
 #[derive(Default, Clone, Copy)]
@@ -50,6 +93,9 @@ struct Tally {
 }
 
 pub(crate) fn run(a: McuArgs) -> anyhow::Result<Outcome> {
+    if a.shapes || !a.shape.is_empty() {
+        return shapes(&a);
+    }
     let boards = Boards::shipped()?;
     let board = boards.get(&a.board)?;
     let mut target = Target::for_board(board, true).map_err(anyhow::Error::msg)?;

@@ -106,3 +106,45 @@ fn host_c_is_bit_exact_without_in_place_and_on_edge_shapes() {
     host_matches_reference(&q, EngineProfile::default(), 8, 1);
     host_matches_reference(&q, EngineProfile { in_place_depthwise: false, ..EngineProfile::default() }, 8, 2);
 }
+
+/// The DSP output stage of `tn_kernels.c` (`tn_fast_out`) rests on two identities; here they are
+/// checked with the instructions' exact semantics (SMMULR: high word of a*b + 2^31; QADD:
+/// saturating add) against TFLite's requantisation, on random and extreme accumulators, for
+/// every channel `tn_fast` admits (multiplier in [2^30, 2^31), right shift 1..23).
+#[test]
+fn fast_output_stage_equals_the_reference_requantisation() {
+    use crate::export::quant::{Requant, multiply_by_quantized_multiplier};
+    use rand::{Rng, SeedableRng};
+    let smmulr = |a: i32, b: i32| (((a as i64) * (b as i64) + (1i64 << 31)) >> 32) as i32;
+    let fast = |acc: i32, m: i32, e: i32| {
+        let y = smmulr(acc, ((m as u32) << 1) as i32).wrapping_add(acc);
+        y.saturating_add((1 << (e - 1)) + (y >> 31)) >> e
+    };
+    let clamp = |v: i32, lo: i32, hi: i32| v.clamp(lo, hi);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(14);
+    let edges = [0, 1, -1, 2, -2, i32::MAX, i32::MIN, i32::MAX - 1, i32::MIN + 1, 1 << 30, -(1 << 30), (1 << 30) - 1, 12345, -12345];
+    for round in 0..200_000 {
+        let m = if round % 7 == 0 { [1 << 30, i32::MAX][round % 2] } else { rng.random_range((1 << 30)..=i32::MAX) };
+        let e = rng.random_range(1..=23);
+        let acc = if round % 3 == 0 { edges[round % edges.len()] } else { rng.random::<i32>() >> rng.random_range(0..31) };
+        let reference = multiply_by_quantized_multiplier(acc, Requant { multiplier: m, shift: -e });
+        let got = fast(acc, m, e);
+        for (offset, lo, hi) in [(-128, -128, 127), (0, -128, 127), (127, -128, 127), (-128, -128, -52), (5, 5, 127)] {
+            assert_eq!(
+                clamp(reference.saturating_add(offset), lo, hi),
+                clamp(got.saturating_add(offset), lo, hi),
+                "acc {acc}, multiplier {m}, shift -{e}, offset {offset}: reference {reference}, fast {got}"
+            );
+        }
+        // Below the saturation point the two agree before the clamp too.
+        if reference < (i32::MAX >> e) - 1 {
+            assert_eq!(reference, got, "acc {acc}, multiplier {m}, shift -{e}");
+        }
+        // tn_fast_rq (the residual add's three requantisations): exact for |x| < 2^29, e in 0..23.
+        let (x, e) = (acc >> 3, e - (round % 2) as i32);
+        let y = smmulr(x, ((m as u32) << 1) as i32) + x;
+        let (rnd, smask) = if e > 0 { (1 << (e - 1), -1) } else { (0, 0) };
+        let add_form = (y + rnd + ((y >> 31) & smask)) >> e;
+        assert_eq!(add_form, multiply_by_quantized_multiplier(x, Requant { multiplier: m, shift: -e }), "x {x}, m {m}, e {e}");
+    }
+}

@@ -508,3 +508,167 @@ pub fn check_table(r: &CheckRequest, header: &mut dyn FnMut(&str), on_row: &mut 
     by_op.retain(|t| t.3 > 0);
     Ok(CheckReport { rows, by_op, secs: started.elapsed().as_secs_f64(), tolerance: r.tolerance })
 }
+
+/// Instructions per MAC of CMSIS-NN (the kernels TFLite Micro runs on Cortex-M) on canonical
+/// layer shapes, measured under QEMU mps2-an500 (Cortex-M7) with `-icount shift=0`,
+/// arm-none-eabi-gcc 12.2 `-O2`: the anchor figures quoted with the kernel-speed goals (MACs
+/// count padded taps, as [`OpKey::macs`]).
+pub const CMSIS_NN_M7: &[(&str, f64)] = &[
+    ("pointwise:16x16x16:96", 3.90),
+    ("pointwise:16x16x96:24", 1.82),
+    ("pointwise:8x8x48:288", 2.28),
+    ("pointwise:4x4x96:160", 2.02),
+    ("pointwise:40x40x16:96", 3.88),
+    ("depthwise:16x16x96:k3:s1", 7.81),
+    ("depthwise:16x16x96:k3:s2", 7.82),
+    ("depthwise:16x16x96:k5:s1", 8.92),
+    ("depthwise:16x16x96:k7:s1", 7.96),
+    ("depthwise:8x8x144:k3:s1", 7.55),
+    ("depthwise:8x8x144:k5:s1", 8.53),
+    ("depthwise:8x8x144:k7:s1", 7.48),
+    ("conv:32x32x3:16:k3:s1", 4.88),
+    ("fc:160:10", 2.29),
+];
+
+/// Parse a layer shape: `pointwise:HxWxC:COUT`, `conv:HxWxC:COUT:kK:sS`,
+/// `depthwise:HxWxC:kK:sS`, `add:HxWxC`, `avgpool:HxWxC`, `fc:CIN:COUT` (SAME padding: the
+/// output is ceil(input / stride)).
+pub fn parse_shape(spec: &str) -> anyhow::Result<OpKey> {
+    let bad = |why: &str| {
+        anyhow::anyhow!(
+            "--shape {spec:?}: {why}; expected e.g. pointwise:16x16x16:96, conv:32x32x3:16:k3:s1, depthwise:16x16x96:k3:s2, add:8x8x32, avgpool:4x4x96 or fc:160:10"
+        )
+    };
+    let parts: Vec<&str> = spec.trim().split(':').collect();
+    let op = Op::ALL.into_iter().find(|o| o.name() == parts[0]).ok_or_else(|| bad("unknown operator"))?;
+    let num = |s: &str| {
+        s.parse::<usize>().ok().filter(|v| (1..=4096).contains(v)).ok_or_else(|| bad(&format!("{s:?} is not a size in 1..=4096")))
+    };
+    let hwc = |s: &str| -> anyhow::Result<(usize, usize, usize)> {
+        let d: Vec<&str> = s.split('x').collect();
+        if d.len() != 3 {
+            return Err(bad(&format!("{s:?} is not HxWxC")));
+        }
+        Ok((num(d[0])?, num(d[1])?, num(d[2])?))
+    };
+    let tagged = |s: Option<&&str>, tag: char, default: usize| -> anyhow::Result<usize> {
+        match s {
+            None => Ok(default),
+            Some(t) => t.strip_prefix(tag).ok_or_else(|| bad(&format!("{t:?} should be {tag}N"))).and_then(num),
+        }
+    };
+    let key = |in_hwc: (usize, usize, usize), out_c: usize, kernel: usize, stride: usize| OpKey {
+        op,
+        in_h: in_hwc.0,
+        in_w: in_hwc.1,
+        in_c: in_hwc.2,
+        out_h: in_hwc.0.div_ceil(stride),
+        out_w: in_hwc.1.div_ceil(stride),
+        out_c,
+        kernel,
+        stride,
+    };
+    let want = |n: usize| if parts.len() == n { Ok(()) } else { Err(bad(&format!("{} takes {} fields", op.name(), n))) };
+    let k = match op {
+        Op::Pointwise => {
+            want(3)?;
+            key(hwc(parts[1])?, num(parts[2])?, 1, 1)
+        }
+        Op::Conv => {
+            want(5)?;
+            key(hwc(parts[1])?, num(parts[2])?, tagged(parts.get(3), 'k', 3)?, tagged(parts.get(4), 's', 1)?)
+        }
+        Op::Depthwise => {
+            want(4)?;
+            let x = hwc(parts[1])?;
+            key(x, x.2, tagged(parts.get(2), 'k', 3)?, tagged(parts.get(3), 's', 1)?)
+        }
+        Op::Add => {
+            want(2)?;
+            let x = hwc(parts[1])?;
+            key(x, x.2, 1, 1)
+        }
+        Op::AvgPool => {
+            want(2)?;
+            let x = hwc(parts[1])?;
+            OpKey { out_h: 1, out_w: 1, ..key(x, x.2, 1, 1) }
+        }
+        Op::Fc => {
+            want(3)?;
+            OpKey { op, in_h: 1, in_w: 1, in_c: num(parts[1])?, out_h: 1, out_w: 1, out_c: num(parts[2])?, kernel: 1, stride: 1 }
+        }
+    };
+    k.check().map_err(|(col, expected)| bad(&format!("{col}: expected {expected}")))?;
+    Ok(k)
+}
+
+/// One layer shape timed alone.
+#[derive(Debug, Clone)]
+pub struct ShapeTiming {
+    /// The shape as asked.
+    pub spec: String,
+    /// Its configuration.
+    pub key: OpKey,
+    /// Instructions of one call.
+    pub instructions: f64,
+    /// CMSIS-NN's instructions per MAC on the same shape, when known ([`CMSIS_NN_M7`], Cortex-M7).
+    pub anchor: Option<f64>,
+}
+
+/// Time layer shapes one by one in QEMU with the profiler firmware (`nas bench mcu --shape`).
+pub fn time_shapes(board_name: &str, specs: &[String], plain: bool) -> anyhow::Result<(Board, Vec<ShapeTiming>)> {
+    let b = board(board_name)?;
+    let board_target = Target::for_board(&b, false).map_err(anyhow::Error::msg)?;
+    let mut target = Target::for_board(&b, true).map_err(anyhow::Error::msg)?;
+    target.plain_c = plain;
+    let keys: Vec<OpKey> = specs.iter().map(|s| parse_shape(s)).collect::<anyhow::Result<_>>()?;
+    let mut ops: Vec<(OpKey, Option<usize>)> = Vec::new();
+    for k in &keys {
+        if !ops.iter().any(|(o, _)| o == k) {
+            ops.push((*k, None));
+        }
+    }
+    let plan = ProfilePlan::new(&ops, &target, false)?;
+    let tmp = tempfile::tempdir()?;
+    profile::write_project(tmp.path(), &plan, &board_target, Some(&target), "nas bench mcu --shape")?;
+    let elf = profile::build(tmp.path(), &target)?;
+    let (text, _) = profile::run_qemu(&elf, &target, Duration::from_secs(1800), &mut |_| {})?;
+    let out = profile::parse_output(&text)?;
+    let m7 = target.core == Core::M7 && !plain;
+    let timings = specs
+        .iter()
+        .zip(&keys)
+        .map(|(spec, key)| {
+            let row = out.rows.iter().find(|r| r.key == *key).ok_or_else(|| anyhow::anyhow!("the profiler printed no row for {key}"))?;
+            let anchor = if m7 { CMSIS_NN_M7.iter().find(|(s, _)| parse_shape(s).ok() == Some(*key)).map(|a| a.1) } else { None };
+            Ok(ShapeTiming { spec: spec.clone(), key: *key, instructions: row.value(), anchor })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok((b, timings))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_parse_with_same_padding_and_errors_name_the_spec() {
+        let k = parse_shape("depthwise:16x16x96:k3:s2").unwrap();
+        assert_eq!((k.op, k.out_h, k.out_w, k.out_c, k.kernel, k.stride), (Op::Depthwise, 8, 8, 96, 3, 2));
+        assert_eq!(k.macs(), 8 * 8 * 96 * 9);
+        let k = parse_shape("conv:32x32x3:16:k3:s1").unwrap();
+        assert_eq!((k.out_h, k.out_c, k.macs()), (32, 16, 32 * 32 * 16 * 27));
+        assert_eq!(parse_shape("fc:160:10").unwrap().macs(), 1600);
+        assert_eq!(parse_shape("avgpool:4x4x96").unwrap().out_h, 1);
+        for bad in
+            ["pointwise:16x16:96", "pointwise:16x16x16", "conv:8x8x3:16:3:1", "depthwise:8x8x8:k3:s0", "matmul:4x4x4:4", "fc:0:10", ""]
+        {
+            let e = parse_shape(bad).unwrap_err().to_string();
+            assert!(e.contains(&format!("{bad:?}")) && e.contains("expected e.g."), "{bad}: {e}");
+        }
+        // Every anchor shape parses.
+        for (s, _) in CMSIS_NN_M7 {
+            parse_shape(s).unwrap();
+        }
+    }
+}

@@ -60,13 +60,65 @@ TN_INLINE tn_out_t tn_out_of(const tn_conv_t *p) {
 }
 
 /* Requantise one accumulator with channel multiplier m and shift sh. */
-TN_INLINE int8_t tn_out(const tn_out_t *q, int32_t acc, int32_t m, int32_t sh) {
+TN_INLINE int8_t tn_out_inline(const tn_out_t *q, int32_t acc, int32_t m, int32_t sh) {
     return tn_clamp(tn_requant(acc, m, sh) + q->out_offset, q->act_min, q->act_max);
 }
+
+/* The same, not inlined under the DSP fast output stage (tn_fast_out), where it serves only the
+ * channels tn_fast does not admit: 1 KB less code. The depthwise plane keeps it inline (a call
+ * in its pixel loop costs it registers). */
+#if TN_DSP
+static __attribute__((noinline)) int8_t tn_out(const tn_out_t *q, int32_t acc, int32_t m, int32_t sh) {
+    return tn_out_inline(q, acc, m, sh);
+}
+#else
+#define tn_out tn_out_inline
+#endif
 
 /* Requantise one accumulator of output channel o. */
 TN_INLINE int8_t tn_conv_out(const tn_out_t *q, int32_t acc, int32_t o) {
     return tn_out(q, acc, q->mult[o], q->shift[o]);
+}
+
+/* A channel's requantisation in the form of tn_fast_out: 2m read as a signed word, the right
+ * shift e and 2^(e-1). Valid when tn_fast(m, shift). */
+typedef struct {
+    int32_t m2, e, rnd;
+} tn_fast_t;
+
+/* Whether channel (m, shift) takes the fast output stage: a DSP build, a normalised multiplier
+ * (every nonzero one is), no left shift and a right shift of 1 to 23. */
+TN_INLINE int tn_fast(int32_t m, int32_t shift) {
+    return TN_DSP && m >= (1 << 30) && shift <= -1 && shift >= -23;
+}
+
+TN_INLINE tn_fast_t tn_fast_of(int32_t m, int32_t shift) {
+    tn_fast_t f = {(int32_t)((uint32_t)m << 1), -shift, 1 << (-shift - 1)};
+    return f;
+}
+
+#if TN_DSP
+TN_INLINE int32_t tn_smmulr(int32_t a, int32_t b) {
+    int32_t r;
+    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+#endif
+
+/* tn_out for a tn_fast channel, equal to it for every accumulator:
+ * - SMMULR of acc and 2m - 2^32 (2m read as a signed word, m in [2^30, 2^31)) is
+ *   floor((acc*m + 2^30) / 2^31) - acc, so adding acc back gives tn_srdhm(acc, m) = y;
+ * - rounding half away from zero of y / 2^e is (y + 2^(e-1) - [y < 0]) >> e; where that sum
+ *   exceeds INT32_MAX the saturating add yields one less, which the clamp to int8 cannot tell
+ *   apart, as both lie above 2^(31-e) - 2 >= 254 for e <= 23. */
+TN_INLINE int8_t tn_fast_out(const tn_out_t *q, int32_t acc, const tn_fast_t *f) {
+#if TN_DSP
+    int32_t y = tn_smmulr(acc, f->m2) + acc;
+    int32_t v = __qadd(y, f->rnd + (y >> 31)) >> f->e;
+    return tn_clamp(v + q->out_offset, q->act_min, q->act_max);
+#else
+    return tn_out(q, acc, (int32_t)((uint32_t)f->m2 >> 1), -f->e); /* never taken: tn_fast is 0 */
+#endif
 }
 
 #if TN_DSP
@@ -147,10 +199,18 @@ void tn_pointwise(const tn_conv_t *p, const int8_t *in, int8_t *out) {
                 b1 += yv * w0[cin + i];
             }
             const int32_t m0 = q.mult[o], m1 = q.mult[o + 1], s0 = q.shift[o], s1 = q.shift[o + 1];
-            ya[o] = tn_out(&q, a0, m0, s0);
-            yb[o] = tn_out(&q, b0, m0, s0);
-            ya[o + 1] = tn_out(&q, a1, m1, s1);
-            yb[o + 1] = tn_out(&q, b1, m1, s1);
+            if (tn_fast(m0, s0) && tn_fast(m1, s1)) {
+                const tn_fast_t f0 = tn_fast_of(m0, s0), f1 = tn_fast_of(m1, s1);
+                ya[o] = tn_fast_out(&q, a0, &f0);
+                yb[o] = tn_fast_out(&q, b0, &f0);
+                ya[o + 1] = tn_fast_out(&q, a1, &f1);
+                yb[o + 1] = tn_fast_out(&q, b1, &f1);
+            } else {
+                ya[o] = tn_out(&q, a0, m0, s0);
+                yb[o] = tn_out(&q, b0, m0, s0);
+                ya[o + 1] = tn_out(&q, a1, m1, s1);
+                yb[o + 1] = tn_out(&q, b1, m1, s1);
+            }
         }
         for (; o < cout; o++) {
             const int8_t *w0 = weight + o * cin;
@@ -217,8 +277,16 @@ void tn_conv(const tn_conv_t *p, const int8_t *in, int8_t *out, int16_t *scratch
         tn_im2col(p, in, (px + 1) / p->out_w, (px + 1) % p->out_w, col_b);
         for (int32_t o = 0; o < cout; o++) {
             const int8_t *w = p->weight + o * len;
-            out[px * cout + o] = tn_conv_out(&q, tn_dot_col(col_a, w, len, q.bias[o]), o);
-            out[(px + 1) * cout + o] = tn_conv_out(&q, tn_dot_col(col_b, w, len, q.bias[o]), o);
+            const int32_t acc_a = tn_dot_col(col_a, w, len, q.bias[o]), acc_b = tn_dot_col(col_b, w, len, q.bias[o]);
+            const int32_t m = q.mult[o], sh = q.shift[o];
+            if (tn_fast(m, sh)) {
+                const tn_fast_t f = tn_fast_of(m, sh);
+                out[px * cout + o] = tn_fast_out(&q, acc_a, &f);
+                out[(px + 1) * cout + o] = tn_fast_out(&q, acc_b, &f);
+            } else {
+                out[px * cout + o] = tn_out(&q, acc_a, m, sh);
+                out[(px + 1) * cout + o] = tn_out(&q, acc_b, m, sh);
+            }
         }
     }
     for (; px < n; px++) {
@@ -235,6 +303,8 @@ void tn_conv(const tn_conv_t *p, const int8_t *in, int8_t *out, int16_t *scratch
 TN_INLINE void tn_dw_plane(const tn_out_t *q, int32_t out_h, int32_t out_w, int32_t s, int32_t C, const int16_t *plane, int32_t pw,
                            const int16_t *wk, int32_t c, int8_t *out, const int32_t K) {
     const int32_t bias = q->bias[c], m = q->mult[c], sh = q->shift[c];
+    const int fast = tn_fast(m, sh);
+    const tn_fast_t f = tn_fast_of(fast ? m : 1 << 30, fast ? sh : -1);
     for (int32_t oy = 0; oy < out_h; oy++) {
         const int16_t *row0 = plane + oy * s * pw;
         int8_t *y = out + (oy * out_w) * C + c;
@@ -252,7 +322,7 @@ TN_INLINE void tn_dw_plane(const tn_out_t *q, int32_t out_h, int32_t out_w, int3
 #pragma GCC unroll 7
                 for (; kx < K; kx++) acc += (int32_t)r[kx] * wr[kx];
             }
-            *y = tn_out(q, acc, m, sh);
+            *y = fast ? tn_fast_out(q, acc, &f) : tn_out_inline(q, acc, m, sh);
         }
     }
 }
@@ -289,8 +359,49 @@ void tn_depthwise(const tn_conv_t *p, const int8_t *in, int8_t *out, int16_t *sc
 
 /* ---- residual add, average pool, fully connected ------------------------------------------ */
 
+#if TN_DSP
+/* MultiplyByQuantizedMultiplier(x, m, -e) for m in [2^30, 2^31), e in 0..23 and |x| < 2^29
+ * (m2 = 2m read as a signed word; rnd = 2^(e-1) and smask = -1 for e > 0, both 0 for e = 0):
+ * the SMMULR identity of tn_fast_out, and here the rounding sum cannot overflow (|y| <= |x|), so
+ * it is exact without saturation. */
+TN_INLINE int32_t tn_fast_rq(int32_t x, int32_t m2, int32_t e, int32_t rnd, int32_t smask) {
+    const int32_t y = tn_smmulr(x, m2) + x;
+    return (y + rnd + ((y >> 31) & smask)) >> e;
+}
+
+/* Whether (m, shift) suits tn_fast_rq: the larger-scale input of an add has multiplier 0.5
+ * exactly, i.e. shift 0. */
+TN_INLINE int tn_fast_add(int32_t m, int32_t shift) {
+    return m >= (1 << 30) && shift <= 0 && shift >= -23;
+}
+
+/* The add with all three requantisations in the fast form: the inputs' (v + offset) * 2^20 stay
+ * below 2^28 in magnitude, their requantised sum below 2^29. */
+static void tn_add_fast(const tn_add_t *p, const int8_t *a, const int8_t *b, int8_t *out) {
+#define TN_RQ_CONSTS(m, sh, M, E, R, S)                   \
+    const int32_t M = (int32_t)((uint32_t)(m) << 1), E = -(sh); \
+    const int32_t R = E > 0 ? 1 << (E - 1) : 0, S = E > 0 ? -1 : 0
+    TN_RQ_CONSTS(p->in1_mult, p->in1_shift, m1, e1, r1, s1);
+    TN_RQ_CONSTS(p->in2_mult, p->in2_shift, m2, e2, r2, s2);
+    TN_RQ_CONSTS(p->out_mult, p->out_shift, mo, eo, ro, so);
+#undef TN_RQ_CONSTS
+    const int32_t o1 = p->in1_offset, o2 = p->in2_offset, oo = p->out_offset, lo = p->act_min, hi = p->act_max;
+    for (uint32_t i = 0, n = p->size; i < n; i++) {
+        const int32_t x1 = tn_fast_rq((a[i] + o1) * (1 << 20), m1, e1, r1, s1);
+        const int32_t x2 = tn_fast_rq((b[i] + o2) * (1 << 20), m2, e2, r2, s2);
+        out[i] = tn_clamp(tn_fast_rq(x1 + x2, mo, eo, ro, so) + oo, lo, hi);
+    }
+}
+#endif
+
 void tn_add(const tn_add_t *params, const int8_t *a, const int8_t *b, int8_t *out) {
     const tn_add_t q = *params, *const p = &q; /* a local copy: int8 stores may alias *params */
+#if TN_DSP
+    if (tn_fast_add(p->in1_mult, p->in1_shift) && tn_fast_add(p->in2_mult, p->in2_shift) && tn_fast_add(p->out_mult, p->out_shift)) {
+        tn_add_fast(p, a, b, out);
+        return;
+    }
+#endif
     for (uint32_t i = 0; i < p->size; i++) {
         int32_t x1 = tn_requant((a[i] + p->in1_offset) * (1 << 20), p->in1_mult, p->in1_shift);
         int32_t x2 = tn_requant((b[i] + p->in2_offset) * (1 << 20), p->in2_mult, p->in2_shift);
