@@ -81,7 +81,9 @@ TN_INLINE int8_t tn_conv_out(const tn_out_t *q, int32_t acc, int32_t o) {
 }
 
 /* A channel's requantisation in the form of tn_fast_out: 2m read as a signed word, the right
- * shift e and 2^(e-1). Valid when tn_fast(m, shift). */
+ * shift e, and 2^(e-1), plus the output offset scaled by 2^e when `fold` (worth its two
+ * instructions per channel where a channel has many outputs: the depthwise plane). Valid when
+ * tn_fast(m, shift). */
 typedef struct {
     int32_t m2, e, rnd;
 } tn_fast_t;
@@ -92,8 +94,8 @@ TN_INLINE int tn_fast(int32_t m, int32_t shift) {
     return TN_DSP && m >= (1 << 30) && shift <= -1 && shift >= -23;
 }
 
-TN_INLINE tn_fast_t tn_fast_of(int32_t m, int32_t shift) {
-    tn_fast_t f = {(int32_t)((uint32_t)m << 1), -shift, 1 << (-shift - 1)};
+TN_INLINE tn_fast_t tn_fast_of(const tn_out_t *q, int32_t m, int32_t shift, const int fold) {
+    tn_fast_t f = {(int32_t)((uint32_t)m << 1), -shift, (1 << (-shift - 1)) + (fold ? (int32_t)((uint32_t)q->out_offset << -shift) : 0)};
     return f;
 }
 
@@ -108,16 +110,19 @@ TN_INLINE int32_t tn_smmulr(int32_t a, int32_t b) {
 /* tn_out for a tn_fast channel, equal to it for every accumulator:
  * - SMMULR of acc and 2m - 2^32 (2m read as a signed word, m in [2^30, 2^31)) is
  *   floor((acc*m + 2^30) / 2^31) - acc, so adding acc back gives tn_srdhm(acc, m) = y;
- * - rounding half away from zero of y / 2^e is (y + 2^(e-1) - [y < 0]) >> e; where that sum
- *   exceeds INT32_MAX the saturating add yields one less, which the clamp to int8 cannot tell
- *   apart, as both lie above 2^(31-e) - 2 >= 254 for e <= 23. */
-TN_INLINE int8_t tn_fast_out(const tn_out_t *q, int32_t acc, const tn_fast_t *f) {
+ * - rounding half away from zero of y / 2^e, plus the offset o, is
+ *   (y + 2^(e-1) + o*2^e - [y < 0]) >> e (o*2^e is a multiple of 2^e; |o*2^e| <= 2^30). Where
+ *   that sum leaves the int32 range the saturating add stops at its bound, whose shift
+ *   (2^(31-e) - 1 >= 255, or -2^(31-e) <= -256, for e <= 23) the int8 clamp sends to the same
+ *   end as the exact value. */
+TN_INLINE int8_t tn_fast_out(const tn_out_t *q, int32_t acc, const tn_fast_t *f, const int fold) {
 #if TN_DSP
     int32_t y = tn_smmulr(acc, f->m2) + acc;
     int32_t v = __qadd(y, f->rnd + (y >> 31)) >> f->e;
-    return tn_clamp(v + q->out_offset, q->act_min, q->act_max);
+    return tn_clamp(fold ? v : v + q->out_offset, q->act_min, q->act_max);
 #else
-    return tn_out(q, acc, (int32_t)((uint32_t)f->m2 >> 1), -f->e); /* never taken: tn_fast is 0 */
+    (void)q, (void)acc, (void)f, (void)fold;
+    return 0; /* unreachable: tn_fast is 0 without the DSP extension */
 #endif
 }
 
@@ -200,11 +205,11 @@ void tn_pointwise(const tn_conv_t *p, const int8_t *in, int8_t *out) {
             }
             const int32_t m0 = q.mult[o], m1 = q.mult[o + 1], s0 = q.shift[o], s1 = q.shift[o + 1];
             if (tn_fast(m0, s0) && tn_fast(m1, s1)) {
-                const tn_fast_t f0 = tn_fast_of(m0, s0), f1 = tn_fast_of(m1, s1);
-                ya[o] = tn_fast_out(&q, a0, &f0);
-                yb[o] = tn_fast_out(&q, b0, &f0);
-                ya[o + 1] = tn_fast_out(&q, a1, &f1);
-                yb[o + 1] = tn_fast_out(&q, b1, &f1);
+                const tn_fast_t f0 = tn_fast_of(&q, m0, s0, 0), f1 = tn_fast_of(&q, m1, s1, 0);
+                ya[o] = tn_fast_out(&q, a0, &f0, 0);
+                yb[o] = tn_fast_out(&q, b0, &f0, 0);
+                ya[o + 1] = tn_fast_out(&q, a1, &f1, 0);
+                yb[o + 1] = tn_fast_out(&q, b1, &f1, 0);
             } else {
                 ya[o] = tn_out(&q, a0, m0, s0);
                 yb[o] = tn_out(&q, b0, m0, s0);
@@ -280,9 +285,9 @@ void tn_conv(const tn_conv_t *p, const int8_t *in, int8_t *out, int16_t *scratch
             const int32_t acc_a = tn_dot_col(col_a, w, len, q.bias[o]), acc_b = tn_dot_col(col_b, w, len, q.bias[o]);
             const int32_t m = q.mult[o], sh = q.shift[o];
             if (tn_fast(m, sh)) {
-                const tn_fast_t f = tn_fast_of(m, sh);
-                out[px * cout + o] = tn_fast_out(&q, acc_a, &f);
-                out[(px + 1) * cout + o] = tn_fast_out(&q, acc_b, &f);
+                const tn_fast_t f = tn_fast_of(&q, m, sh, 0);
+                out[px * cout + o] = tn_fast_out(&q, acc_a, &f, 0);
+                out[(px + 1) * cout + o] = tn_fast_out(&q, acc_b, &f, 0);
             } else {
                 out[px * cout + o] = tn_out(&q, acc_a, m, sh);
                 out[(px + 1) * cout + o] = tn_out(&q, acc_b, m, sh);
@@ -304,7 +309,7 @@ TN_INLINE void tn_dw_plane(const tn_out_t *q, int32_t out_h, int32_t out_w, int3
                            const int16_t *wk, int32_t c, int8_t *out, const int32_t K) {
     const int32_t bias = q->bias[c], m = q->mult[c], sh = q->shift[c];
     const int fast = tn_fast(m, sh);
-    const tn_fast_t f = tn_fast_of(fast ? m : 1 << 30, fast ? sh : -1);
+    const tn_fast_t f = tn_fast_of(q, fast ? m : 1 << 30, fast ? sh : -1, 1);
     for (int32_t oy = 0; oy < out_h; oy++) {
         const int16_t *row0 = plane + oy * s * pw;
         int8_t *y = out + (oy * out_w) * C + c;
@@ -322,7 +327,7 @@ TN_INLINE void tn_dw_plane(const tn_out_t *q, int32_t out_h, int32_t out_w, int3
 #pragma GCC unroll 7
                 for (; kx < K; kx++) acc += (int32_t)r[kx] * wr[kx];
             }
-            *y = fast ? tn_fast_out(q, acc, &f) : tn_out_inline(q, acc, m, sh);
+            *y = fast ? tn_fast_out(q, acc, &f, 1) : tn_out_inline(q, acc, m, sh);
         }
     }
 }
