@@ -347,32 +347,7 @@ fn predictor_build_then_search_measures_the_front() {
     .unwrap();
     let o = nas(d, &["train", "--experiment", "quad-exp.toml", "--out", "sn", "--quiet"]);
     assert!(o.status.success(), "{}", text(&o));
-    let o = nas(
-        d,
-        &[
-            "predictor",
-            "build",
-            "--supernet",
-            "sn",
-            "--samples",
-            "20",
-            "--out",
-            "p.json",
-            "--calib",
-            "32",
-            "--hidden",
-            "16,16",
-            "--epochs",
-            "20",
-        ],
-    );
-    assert!(o.status.success(), "{}", text(&o));
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("RMSE") && out.contains("Kendall tau"), "{out}");
-    assert!(d.join("p.json.samples.jsonl").is_file());
-    assert!(out.contains("0 subnets from the cache, 20 measured now"), "{out}");
-    // The same weights reached by another path reuse every measurement; other weights under the
-    // old path reuse none, and the old measurements are kept aside.
+    // Builds p.json from supernet `sn`, returning what it printed.
     let build = |sn: &str| {
         let args = [
             "predictor",
@@ -394,6 +369,12 @@ fn predictor_build_then_search_measures_the_front() {
         assert!(o.status.success(), "{}", text(&o));
         String::from_utf8_lossy(&o.stdout).into_owned()
     };
+    let out = build("sn");
+    assert!(out.contains("RMSE") && out.contains("Kendall tau"), "{out}");
+    assert!(d.join("p.json.samples.jsonl").is_file());
+    assert!(out.contains("0 subnets from the cache, 20 measured now"), "{out}");
+    // The same weights reached by another path reuse every measurement; other weights under the
+    // old path reuse none, and the old measurements are kept aside.
     std::fs::rename(d.join("sn"), d.join("sn-moved")).unwrap();
     let out = build("sn-moved");
     assert!(out.contains("20 subnets from the cache, 0 measured now"), "{out}");
