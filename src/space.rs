@@ -387,7 +387,7 @@ mod tests {
     #[test]
     fn an_unknown_name_lists_every_shipped_space() {
         let err = resolve("no-such-space").unwrap_err().to_string();
-        assert!(err.contains("(shipped: cifar, cifar-fused, fashion, mcunet)"), "{err}");
+        assert!(err.contains("(shipped: cifar, cifar-fused, fashion, mcunet, mobilenetv2)"), "{err}");
     }
 
     #[test]

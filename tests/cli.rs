@@ -73,6 +73,39 @@ fn inspect_json_totals_match_layers() {
     assert!(v["totals"]["naive_peak"].as_u64().unwrap() > 0);
 }
 
+/// Patch-based inference on MobileNetV2-224 (its exact block list ships as an arch): the per-layer
+/// peak and the 4x4 schedule ending at the first 28x28 block, as MCUNetV2 reports them; `auto`
+/// meets a budget the per-layer plan breaks; a bad schedule exits 2 naming it.
+#[test]
+fn inspect_patches_lowers_the_peak_and_names_bad_schedules() {
+    let arch = repo().join("experiments/published/mobilenetv2-224.json");
+    let arch = arch.to_str().unwrap();
+    let o = nas(&["inspect", arch, "--sram", "320k", "--flash", "4m", "--patches", "4x4@s1.b0.project"], &repo());
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    assert!(out.contains("patch-based inference 4x4@s1.b0.project: 16 tiles"), "{out}");
+    assert!(out.contains("(+10.0% recomputed)") && out.contains("SRAM 1.34 MiB per-layer -> 306.5 KiB patch-based"), "{out}");
+    assert!(out.contains("fits (patch-based)"), "{out}");
+    // Without patches the same budget is broken.
+    let o = nas(&["inspect", arch, "--sram", "320k", "--flash", "4m"], &repo());
+    assert_eq!(o.status.code(), Some(1));
+    let o = nas(&["inspect", arch, "--sram", "320k", "--flash", "4m", "--patches", "auto", "--json"], &repo());
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["patches"]["sram"].as_u64().unwrap() <= 320 * 1024);
+    assert!(v["patches"]["tried"].as_u64().unwrap() > 10);
+    for (spec, says) in [
+        ("4x4@s0.b1.project", "the output of s0.b0.project is read by s0.b1.add"),
+        ("4x2@3", "square"),
+        ("4x4@nope", "no layer named \"nope\""),
+    ] {
+        let o = nas(&["inspect", arch, "--patches", spec], &repo());
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{spec}: {out}{err}");
+        assert!(err.contains(says), "{spec}: {err}");
+    }
+}
+
 #[test]
 fn bad_sizes_exit_2_with_message() {
     let dir = tempfile::tempdir().unwrap();

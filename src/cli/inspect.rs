@@ -2,6 +2,7 @@
 
 use super::{Outcome, size_arg};
 use crate::board::Boards;
+use crate::cost::patch::{self, PatchSpec};
 use crate::cost::{CostModel, CostReport, EngineProfile};
 use crate::ir::{LayerKind, Network};
 use crate::size::Human;
@@ -29,6 +30,12 @@ pub(crate) struct Args {
     /// Plan without in-place depthwise (for comparison).
     #[arg(long)]
     no_in_place: bool,
+    /// Patch-based inference (MCUNetV2): `PxP@LAYER` runs layers up to LAYER (a name or index
+    /// from the table) tile by tile on a PxP grid; `auto` picks the schedule with the fewest
+    /// MACs that fits the SRAM budget, `min-sram` the lowest peak. The verdict then uses the
+    /// patch-based SRAM.
+    #[arg(long)]
+    patches: Option<PatchSpec>,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -48,7 +55,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
     let net = crate::ir::lower(&arch, &space);
     let engine = EngineProfile { align: args.align, in_place_depthwise: !args.no_in_place, ..EngineProfile::default() };
     let report = CostModel::new(engine).report(&net);
-    let fits_sram = report.sram <= sram_budget;
+    let patches = args.patches.as_ref().map(|spec| patch::report(&net, &engine, spec, sram_budget)).transpose()?;
+    let sram = patches.as_ref().map_or(report.sram, |p| p.sram);
+    let fits_sram = sram <= sram_budget;
     let fits_flash = report.flash.total <= flash_budget;
     if args.json {
         let v = serde_json::json!({
@@ -60,6 +69,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
                        "arena": report.plan.arena_bytes, "naive_peak": report.naive_peak},
             "layers": layer_rows(&net, &report),
             "placements": report.plan.placements,
+            "patches": patches,
         });
         println!("{}", serde_json::to_string_pretty(&v).context("serialising report")?);
     } else {
@@ -84,12 +94,17 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
             Human(report.naive_peak),
             report.plan.in_place.len()
         );
+        if let Some(p) = &patches {
+            println!();
+            print!("{}", p.render(&net));
+        }
         let verdict = |ok: bool| if ok { "fits" } else { "DOES NOT FIT" };
         println!(
-            "budget ({}): SRAM {} {} ; flash {} {}",
+            "budget ({}): SRAM {} {}{} ; flash {} {}",
             board.name,
             Human(sram_budget),
             verdict(fits_sram),
+            if patches.as_ref().is_some_and(|p| p.plan.is_some()) { " (patch-based)" } else { "" },
             Human(flash_budget),
             verdict(fits_flash)
         );
@@ -100,7 +115,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
         if !args.json {
             let mut why = Vec::new();
             if !fits_sram {
-                why.push(format!("SRAM {} > {}", report.sram, sram_budget));
+                why.push(format!("SRAM {sram} > {sram_budget}"));
             }
             if !fits_flash {
                 why.push(format!("flash {} > {}", report.flash.total, flash_budget));

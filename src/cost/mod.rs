@@ -5,6 +5,7 @@
 //! [`plan::plan_arena`] the way TinyEngine / TFLite Micro plan theirs: the peak SRAM figure
 //! is the size of a real placement, and the placement itself is returned for code generation.
 
+pub mod patch;
 pub mod plan;
 
 use crate::ir::{LayerKind, Network};

@@ -25,6 +25,8 @@ pub enum BufferKind {
     Tensor(TensorId),
     /// The scratch buffer of a layer.
     Scratch(LayerId),
+    /// A tensor of a patch stage ([`super::patch`]), sized for its largest tile.
+    Tile(TensorId),
 }
 
 /// One buffer's address and lifetime.
@@ -139,6 +141,48 @@ pub fn plan_arena_into(net: &Network, costs: &[LayerCost], engine: &EngineProfil
             .collect()
     };
 
+    let arena = place(ws, steps);
+    let mut plan = ArenaPlan { arena_bytes: arena, in_place, ..Default::default() };
+    if detail {
+        fill_detail(ws, steps, &mut plan);
+    }
+    plan
+}
+
+/// A buffer for [`plan_requests`]: one rectangle in (step, address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BufferRequest {
+    /// First step at which it is live.
+    pub first: usize,
+    /// Last step at which it is live (inclusive).
+    pub last: usize,
+    /// Size before alignment.
+    pub bytes: u64,
+    /// What it holds.
+    pub what: BufferKind,
+    /// Index of an earlier request whose buffer this one shares (an in-place pair: same base).
+    pub join: Option<usize>,
+}
+
+/// Plan an arbitrary list of buffers over `steps` steps with the same placement rules as
+/// [`plan_arena`] (largest first, first fit, joined requests at one base). `in_place` is copied
+/// into the plan as given.
+pub fn plan_requests(requests: &[BufferRequest], steps: usize, align: usize, in_place: Vec<LayerId>) -> ArenaPlan {
+    let align = align.max(1) as u64;
+    let round = |b: u64| b.div_ceil(align) * align;
+    let mut ws = PlanWorkspace::default();
+    for (i, r) in requests.iter().enumerate() {
+        assert!(r.join.is_none_or(|j| j < i) && r.first <= r.last && r.last < steps, "malformed buffer request {i}: {r:?}");
+        push_rect(&mut ws, r.first, r.last, r.bytes, r.what, r.join.map(|j| j as u32), &round);
+    }
+    let arena = place(&mut ws, steps);
+    let mut plan = ArenaPlan { arena_bytes: arena, in_place, ..Default::default() };
+    fill_detail(&ws, steps, &mut plan);
+    plan
+}
+
+/// Place every buffer of `ws` (largest first, first fit); returns the arena size.
+fn place(ws: &mut PlanWorkspace, steps: usize) -> u64 {
     ws.order.clear();
     ws.order.extend(0..ws.bufs.len() as u32);
     let bufs = &ws.bufs;
@@ -170,11 +214,7 @@ pub fn plan_arena_into(net: &Network, costs: &[LayerCost], engine: &EngineProfil
             r = rect.next;
         }
     }
-    let mut plan = ArenaPlan { arena_bytes: arena, in_place, ..Default::default() };
-    if detail {
-        fill_detail(ws, steps, &mut plan);
-    }
-    plan
+    arena
 }
 
 /// Build one rect per tensor and per scratch, grouping in-place depthwise pairs into one buffer.
@@ -285,7 +325,7 @@ fn fill_detail(ws: &PlanWorkspace, steps: usize, plan: &mut ArenaPlan) {
         let base = ws.bufs[rect.buf as usize].base;
         let p = Placement { what: rect.what, offset: base, size: rect.size, bytes: rect.bytes, first: rect.first, last: rect.last };
         match rect.what {
-            BufferKind::Tensor(_) => tensors.push(p),
+            BufferKind::Tensor(_) | BufferKind::Tile(_) => tensors.push(p),
             BufferKind::Scratch(_) => scratch.push(p),
         }
         for s in rect.first..=rect.last {
@@ -311,7 +351,7 @@ fn fill_detail(ws: &PlanWorkspace, steps: usize, plan: &mut ArenaPlan) {
         }
     }
     tensors.sort_by_key(|p| match p.what {
-        BufferKind::Tensor(t) => t.0,
+        BufferKind::Tensor(t) | BufferKind::Tile(t) => t.0,
         BufferKind::Scratch(l) => l.0,
     });
     tensors.extend(scratch);
