@@ -373,6 +373,7 @@ fn predictor_build_then_search_measures_the_front() {
     assert!(out.contains("RMSE") && out.contains("Kendall tau"), "{out}");
     assert!(d.join("p.json.samples.jsonl").is_file());
     assert!(out.contains("0 subnets from the cache, 20 measured now"), "{out}");
+    sharded_measurement_merges_to_the_unsharded_predictor(d);
     // The same weights reached by another path reuse every measurement; other weights under the
     // old path reuse none, and the old measurements are kept aside.
     std::fs::rename(d.join("sn"), d.join("sn-moved")).unwrap();
@@ -455,6 +456,86 @@ fn predictor_build_then_search_measures_the_front() {
     let o = nas(d, &["predictor", "build", "--supernet", "sn", "--samples", "20", "--out", "p3.json", "--refine", "nowhere"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("nowhere"), "{}", text(&o));
+}
+
+/// `predictor build --shard K/3` three times, then `predictor merge`: the predictor equals the
+/// unsharded build's `p.json` byte for byte. A killed shard resumes; a shard of another setting,
+/// a doubled and a missing shard are refused.
+#[cfg(feature = "supernet")]
+fn sharded_measurement_merges_to_the_unsharded_predictor(d: &Path) {
+    let fit = ["--hidden", "16,16", "--epochs", "20"];
+    let shard = |k: &str, calib: &str, out: &str| {
+        let mut args = vec!["predictor", "build", "--supernet", "sn", "--samples", "20", "--out", out, "--calib", calib, "--shard", k];
+        args.extend(fit);
+        let o = nas(d, &args);
+        assert!(o.status.success(), "{}", text(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    for k in ["0/3", "1/3", "2/3"] {
+        let out = shard(k, "32", "sh.json");
+        assert!(out.contains(&format!("shard {k}: ")) && out.contains("0 resumed"), "{out}");
+    }
+    // Kill shard 1 after two of its subnets (the file keeps its header and two lines, plus a torn one).
+    let f1 = d.join("sh.json.shard-1-of-3.jsonl");
+    let full = std::fs::read_to_string(&f1).unwrap();
+    let lines: Vec<&str> = full.lines().collect();
+    assert_eq!(lines.len(), 1 + 7, "subnets 1, 4, .., 19 of 20");
+    std::fs::write(&f1, format!("{}\n{}\n{}\n{}", lines[0], lines[1], lines[2], &lines[3][..10])).unwrap();
+    let out = shard("1/3", "32", "sh.json");
+    assert!(out.contains("7 of the 20 subnets") && out.contains("2 resumed from the file, 5 now"), "{out}");
+    assert_eq!(std::fs::read_to_string(&f1).unwrap(), full, "the resumed shard file equals the uninterrupted one");
+
+    let files: Vec<String> = (0..3).map(|k| format!("sh.json.shard-{k}-of-3.jsonl")).collect();
+    let merge = |files: &[&str]| {
+        let mut args = vec!["predictor", "merge", "--out", "merged.json"];
+        args.extend(files);
+        args.extend(fit);
+        nas(d, &args)
+    };
+    let o = merge(&[&files[2], &files[0], &files[1]]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("merged 20 subnets from 3 shard files"), "{}", text(&o));
+    assert_eq!(
+        std::fs::read(d.join("merged.json")).unwrap(),
+        std::fs::read(d.join("p.json")).unwrap(),
+        "merged predictor differs from the unsharded one"
+    );
+
+    shard("0/3", "16", "other.json");
+    for (set, says) in [
+        (vec![files[0].as_str(), files[1].as_str(), "other.json.shard-0-of-3.jsonl"], "differ in measurement settings"),
+        (vec![files[0].as_str(), files[1].as_str(), files[0].as_str()], "are both shard 0/3"),
+        (vec![files[0].as_str(), files[1].as_str()], "shard 2/3 missing"),
+    ] {
+        let o = merge(&set);
+        assert_eq!(o.status.code(), Some(2), "{set:?}: {}", text(&o));
+        assert!(stderr(&o).contains(says), "{set:?}: {}", text(&o));
+    }
+    // The Slurm launch files, run as a 3-task array would run them (task ids 5..7, as with
+    // --array=5-7), then the merge job: the same predictor again.
+    let slurm = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/slurm");
+    for id in ["5", "6", "7"] {
+        let o = Command::new("bash")
+            .arg(slurm.join("measure-array.sbatch"))
+            .current_dir(d)
+            .envs([("NAS", env!("CARGO_BIN_EXE_nas")), ("SUPERNET", "sn"), ("OUT", "slurm.json"), ("SAMPLES", "20")])
+            .envs([("MEASURE_FLAGS", "--calib 32"), ("FIT_FLAGS", "--hidden 16,16 --epochs 20")])
+            .envs([("SLURM_ARRAY_TASK_ID", id), ("SLURM_ARRAY_TASK_MIN", "5"), ("SLURM_ARRAY_TASK_COUNT", "3")])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "task {id}: {}", text(&o));
+    }
+    let o = Command::new("bash")
+        .arg(slurm.join("merge.sbatch"))
+        .current_dir(d)
+        .envs([("NAS", env!("CARGO_BIN_EXE_nas")), ("OUT", "slurm.json"), ("SHARDS", "3"), ("FIT_FLAGS", "--hidden 16,16 --epochs 20")])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(std::fs::read(d.join("slurm.json")).unwrap(), std::fs::read(d.join("p.json")).unwrap());
+    let o = nas(d, &["predictor", "build", "--supernet", "sn", "--out", "x.json", "--shard", "3/3"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("not below the shard count 3"), "{}", text(&o));
 }
 
 fn stderr(o: &Output) -> String {

@@ -8,6 +8,9 @@
 //!
 //! A prediction is not a measurement: every output that shows one labels it `acc_predicted`.
 
+/// Sharded measurement over a cluster's job arrays (needs the `supernet` feature).
+#[cfg(feature = "supernet")]
+pub mod shard;
 /// Measuring subnets on a supernet and fitting the MLP (needs the `supernet` feature).
 #[cfg(feature = "supernet")]
 pub mod train;

@@ -242,8 +242,12 @@ pub struct BuildRequest {
 
 /// A built predictor: what was measured, and the fitted file.
 pub struct BuildReport {
-    /// The request.
-    pub request: BuildRequest,
+    /// Predictor file written.
+    pub out: std::path::PathBuf,
+    /// The fitting settings.
+    pub fit: FitConfig,
+    /// `Some(n)`: the pairs were merged from `n` shard files rather than measured here.
+    pub merged_from: Option<usize>,
     /// Pairs measured or read from the cache.
     pub pairs: Vec<Pair>,
     /// The written predictor.
@@ -255,11 +259,14 @@ pub struct BuildReport {
 impl std::fmt::Display for BuildReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let acc = |g: fn(f64, f64) -> f64, init: f64| 100.0 * self.pairs.iter().map(|p| p.acc).fold(init, g);
-        let (mt, cfg) = (&self.file.metrics, &self.request.fit);
+        let (mt, cfg) = (&self.file.metrics, &self.fit);
+        let how = match self.merged_from {
+            Some(n) => format!("merged {} subnets from {n} shard files", self.pairs.len()),
+            None => format!("measured {} subnets", self.pairs.len()),
+        };
         writeln!(
             f,
-            "measured {} subnets in {:.1} s (top-1 {:.2}% to {:.2}%, mean {:.2}%); fitted {}{} MLP in {:.1} s",
-            self.pairs.len(),
+            "{how} in {:.1} s (top-1 {:.2}% to {:.2}%, mean {:.2}%); fitted {}{} MLP in {:.1} s",
             self.secs.0,
             acc(f64::min, f64::MAX),
             acc(f64::max, f64::MIN),
@@ -275,7 +282,7 @@ impl std::fmt::Display for BuildReport {
             mt.rmse_pp.unwrap_or(f64::NAN),
             mt.kendall_tau.unwrap_or(f64::NAN)
         )?;
-        writeln!(f, "wrote {}", self.request.out.display())
+        writeln!(f, "wrote {}", self.out.display())
     }
 }
 
@@ -324,15 +331,7 @@ pub fn build(r: &BuildRequest, log: &mut dyn FnMut(&str), progress: bool) -> any
     let start = std::time::Instant::now();
     let m = open(&r.supernet, r.data.as_deref(), r.calib, r.val_images, Split::Train, device)?;
     let space = m.evaluator.space().clone();
-    let mut archs = sample_archs(&space, r.samples, r.fit.seed);
-    for run in &r.refine {
-        for arch in front_archs(run, r.refine_count)? {
-            arch.validate(&space, &run.join("pareto.json").display().to_string())?;
-            if !archs.contains(&arch) {
-                archs.push(arch);
-            }
-        }
-    }
+    let archs = build_archs(r, &space)?;
     let cache = std::path::PathBuf::from(format!("{}.samples.jsonl", r.out.display()));
     if let Some(parent) = r.out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
@@ -358,7 +357,29 @@ pub fn build(r: &BuildRequest, log: &mut dyn FnMut(&str), progress: bool) -> any
     let measured_s = start.elapsed().as_secs_f64();
     let file = fit(&space, &measured.pairs, &r.fit, m.source.clone())?;
     MlpPredictor::save(&file, &r.out)?;
-    Ok(BuildReport { request: r.clone(), pairs: measured.pairs, file, secs: (measured_s, start.elapsed().as_secs_f64() - measured_s) })
+    Ok(BuildReport {
+        out: r.out.clone(),
+        fit: r.fit.clone(),
+        merged_from: None,
+        pairs: measured.pairs,
+        file,
+        secs: (measured_s, start.elapsed().as_secs_f64() - measured_s),
+    })
+}
+
+/// The subnet list of a build: the seeded samples, then each refinement run's front members
+/// not already listed. A sharded build cuts this same list.
+pub fn build_archs(r: &BuildRequest, space: &SearchSpace) -> anyhow::Result<Vec<Arch>> {
+    let mut archs = sample_archs(space, r.samples, r.fit.seed);
+    for run in &r.refine {
+        for arch in front_archs(run, r.refine_count)? {
+            arch.validate(space, &run.join("pareto.json").display().to_string())?;
+            if !archs.contains(&arch) {
+                archs.push(arch);
+            }
+        }
+    }
+    Ok(archs)
 }
 
 /// MLP fitting settings.
