@@ -25,6 +25,12 @@ if python3 -c "import ai_edge_litert, numpy" 2>/dev/null ||
 else
     echo "test.sh: could not install ai-edge-litert; tests/export.rs will skip the LiteRT comparison" >&2
 fi
+# PyYAML, which tests/launch_files.rs parses the Kubernetes manifests with.
+if python3 -c "import yaml" 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check pyyaml; then
+    required+=(yaml)
+else
+    echo "test.sh: could not install PyYAML; tests/launch_files.rs will skip the manifest checks" >&2
+fi
 # The Arm cross compiler and QEMU for tests/codegen.rs, tests/latency.rs and the codegen unit
 # tests (Debian packages; qemu-system-arm from bookworm-backports).
 if ./scripts/install-mcu-tools.sh; then

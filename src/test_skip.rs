@@ -12,6 +12,8 @@ pub enum Need {
     McuTools,
     /// Python with ai-edge-litert.
     Litert,
+    /// Python with PyYAML (the Kubernetes manifests' parser in tests).
+    Yaml,
 }
 
 impl Need {
@@ -20,6 +22,7 @@ impl Need {
             Need::Data => "data",
             Need::McuTools => "mcu",
             Need::Litert => "litert",
+            Need::Yaml => "yaml",
         }
     }
 }
