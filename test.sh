@@ -38,8 +38,23 @@ if ./scripts/install-mcu-tools.sh; then
 else
     echo "test.sh: could not install the Arm toolchain / QEMU; the Cortex-M tests will skip" >&2
 fi
+# Open MPI and libclang for the data-parallel tests (tests/mpi.rs, the `mpi` feature).
+mpi=0
+if ./scripts/install-mpi.sh; then
+    required+=(mpi)
+    mpi=1
+else
+    echo "test.sh: could not install Open MPI; tests/mpi.rs will not run" >&2
+fi
 TINYNAS_REQUIRE="$(IFS=,; echo "${required[*]}")"
 export TINYNAS_REQUIRE
+# The `mpi` feature's tests first, so the default build below is the one target/release/nas
+# holds afterwards (the README's `cargo run --release` then has nothing to rebuild).
+if [ "$mpi" = 1 ]; then
+    cargo test --release --features mpi --test mpi
+else
+    echo "tests/mpi.rs: Open MPI could not be installed (scripts/install-mpi.sh)" >>"$TINYNAS_SKIP_LOG"
+fi
 # Release profile only: one build of burn serves the tests, the benchmarks and the binary.
 cargo build --release --all-targets
 cargo test --release --all-targets

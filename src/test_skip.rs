@@ -14,6 +14,8 @@ pub enum Need {
     Litert,
     /// Python with PyYAML (the Kubernetes manifests' parser in tests).
     Yaml,
+    /// Open MPI's mpirun (the `mpi` feature's tests).
+    Mpi,
 }
 
 impl Need {
@@ -23,6 +25,7 @@ impl Need {
             Need::McuTools => "mcu",
             Need::Litert => "litert",
             Need::Yaml => "yaml",
+            Need::Mpi => "mpi",
         }
     }
 }

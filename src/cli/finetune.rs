@@ -71,6 +71,11 @@ pub(crate) struct Args {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// Cut each batch into N shares normalised and differentiated separately, and step on the
+    /// mean of their gradients: in one process, what `mpirun -n N` computes (each rank one
+    /// share; a build with `--features mpi` joins the MPI job by itself).
+    #[arg(long, default_value_t = 1)]
+    shares: usize,
 }
 
 pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
@@ -80,8 +85,15 @@ pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
     let req = request(&a, arch, supernet);
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(format!("finetune-{}", run_name(&a.arch))));
     let start = super::start(a.resume, a.force);
-    let opts = TrainOptions { out: out.clone(), device, start, progress: !a.quiet, checkpoint_every: a.checkpoint_every };
+    let parallel = crate::train::parallel::Parallel { shares: a.shares, world: crate::train::parallel::World::from_launcher()? };
+    let root = parallel.is_root();
+    let opts = TrainOptions { out: out.clone(), device, start, progress: !a.quiet && root, checkpoint_every: a.checkpoint_every, parallel };
     let mut trainer = finetuner(&req, &opts)?;
+    if !root {
+        // Another rank of an MPI job: rank 0 prints and writes.
+        trainer.run()?;
+        return Ok(Outcome::Ok);
+    }
     let spec = trainer.finetune_spec().expect("fine-tuning run").clone();
     eprintln!(
         "fine-tuning {} ({} train / {} val images, {} steps per epoch, kd weight {}, device {device}) from {} into {}",

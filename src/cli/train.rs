@@ -56,6 +56,11 @@ pub(crate) struct Args {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// Cut each batch into N shares normalised and differentiated separately, and step on the
+    /// mean of their gradients: in one process, what `mpirun -n N` computes (each rank one
+    /// share; a build with `--features mpi` joins the MPI job by itself).
+    #[arg(long, default_value_t = 1)]
+    shares: usize,
 }
 
 pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
@@ -98,18 +103,26 @@ pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
     }
     apply_overrides(&mut exp, &a);
     exp.validate("after command-line overrides")?;
+    let parallel = crate::train::parallel::Parallel { shares: a.shares, world: crate::train::parallel::World::from_launcher()? };
+    let root = parallel.is_root();
     let opts = TrainOptions {
         out: out.clone(),
         device,
         start: super::start(a.resume, a.force),
-        progress: !a.quiet,
+        progress: !a.quiet && root,
         checkpoint_every: a.checkpoint_every,
+        parallel,
     };
     let mut trainer = match &arch {
         Some(arch) => Trainer::standalone(exp, arch.clone(), &opts),
         None => Trainer::new(exp, &opts),
     }
     .with_context(|| format!("setting up run {}", out.display()))?;
+    if !root {
+        // Another rank of an MPI job: rank 0 prints and writes.
+        trainer.run()?;
+        return Ok(Outcome::Ok);
+    }
     eprintln!(
         "training {} on {} ({} train / {} val / {} calib images, {} steps per epoch, device {device}) into {}",
         trainer.space.name,
@@ -120,6 +133,11 @@ pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
         trainer.steps_per_epoch(),
         out.display()
     );
+    if let Some(w) = &opts.parallel.world {
+        eprintln!("data parallel over {} MPI ranks: each computes 1 of {} shares of every batch", w.size, w.size);
+    } else if opts.parallel.shares > 1 {
+        eprintln!("each batch in {} shares (BatchNorm per share, mean of their gradients)", opts.parallel.shares);
+    }
     if trainer.epoch >= trainer.experiment.train.epochs {
         eprintln!("nothing to do: {} of {} epochs already done", trainer.epoch, trainer.experiment.train.epochs);
         return Ok(Outcome::Ok);

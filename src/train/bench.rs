@@ -106,6 +106,7 @@ pub fn synthetic_trainer(cfg: &BenchConfig, space: &SearchSpace, out: &Path) -> 
         start: crate::run_folder::Start::Force,
         progress: false,
         checkpoint_every: 0,
+        parallel: Default::default(),
     };
     Trainer::with_data(exp, ds, PathBuf::from("<synthetic>"), &opts)
 }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use super::{EpochStats, Experiment, FinetuneSpec, ScheduleKind, TrainError, TrainOptions, Trainer, checkpoint, load_data};
 use crate::arch::Arch;
 use crate::data::Split;
-use crate::run_folder::{RunFolder, Start};
+use crate::run_folder::Start;
 
 /// A fine-tuning request: what to train, from which supernet, how.
 #[derive(Debug, Clone)]
@@ -149,7 +149,7 @@ pub fn resolve_data(recorded: &Path, data: Option<&Path>) -> Result<PathBuf, Tra
 pub fn finetuner(req: &FinetuneRequest, opts: &TrainOptions) -> Result<Trainer, TrainError> {
     req.check()?;
     // Claimed first: a busy folder, or one holding another run, fails before any loading.
-    let run = RunFolder::open(&opts.out, opts.start, "finetune")?;
+    let run = opts.claim(req.batch_size, "finetune")?;
     let existing = if opts.start == Start::Resume { checkpoint::find(&opts.out)? } else { None };
     if let Some(dir) = existing {
         let meta = checkpoint::load_meta(&dir)?;

@@ -11,6 +11,7 @@ pub mod checkpoint;
 pub mod ema;
 pub mod experiment;
 pub mod finetune;
+pub mod parallel;
 pub mod schedule;
 
 use std::io::Write;
@@ -103,6 +104,17 @@ pub struct TrainOptions {
     pub progress: bool,
     /// Also checkpoint every this many optimiser steps inside an epoch (0: only at epoch ends).
     pub checkpoint_every: usize,
+    /// How each step's batch is shared out (over MPI ranks, or in turn in this process).
+    pub parallel: parallel::Parallel,
+}
+
+impl TrainOptions {
+    /// Check the batch split, then claim the run folder (rank 0 only: the other ranks of an MPI
+    /// job write nothing). Called before any data loads.
+    pub fn claim(&self, batch_size: usize, what: &str) -> Result<Option<RunFolder>, TrainError> {
+        self.parallel.check(batch_size)?;
+        if self.parallel.is_root() { Ok(Some(RunFolder::open(&self.out, self.start, what)?)) } else { Ok(None) }
+    }
 }
 
 /// Losses of one sandwich step.
@@ -232,8 +244,9 @@ pub struct Trainer {
     largest: Network,
     smallest: Network,
     finetune: Option<Finetune>,
-    /// The locked run folder (released when the trainer is dropped).
-    _run: RunFolder,
+    parallel: parallel::Parallel,
+    /// The locked run folder (released when the trainer is dropped); `None` on MPI ranks > 0.
+    _run: Option<RunFolder>,
 }
 
 /// A fine-tuning run's subnet and its optional teacher.
@@ -283,7 +296,7 @@ impl Trainer {
     /// Claim the run folder, load the experiment's training data, build the run.
     fn load_and_build(experiment: Experiment, opts: &TrainOptions, spec: Option<FinetuneSpec>) -> Result<Self, TrainError> {
         // The folder is claimed before the data loads, so a busy or non-empty one fails at once.
-        let run = RunFolder::open(&opts.out, opts.start, "train")?;
+        let run = opts.claim(experiment.train.batch_size, "train")?;
         let data_path = experiment.data_path();
         let data = load_data(&data_path, Split::Train)?;
         Self::build(experiment, data, data_path, opts, spec, run)
@@ -291,7 +304,7 @@ impl Trainer {
 
     /// Like [`Trainer::new`] with an already loaded training split.
     pub fn with_data(experiment: Experiment, data: Dataset, data_path: PathBuf, opts: &TrainOptions) -> Result<Self, TrainError> {
-        let run = RunFolder::open(&opts.out, opts.start, "train")?;
+        let run = opts.claim(experiment.train.batch_size, "train")?;
         Self::build(experiment, data, data_path, opts, None, run)
     }
 
@@ -313,7 +326,7 @@ impl Trainer {
         data_path: PathBuf,
         opts: &TrainOptions,
         spec: FinetuneSpec,
-        run: RunFolder,
+        run: Option<RunFolder>,
     ) -> Result<Self, TrainError> {
         Self::build(experiment, data, data_path, opts, Some(spec), run)
     }
@@ -324,12 +337,13 @@ impl Trainer {
         data_path: PathBuf,
         opts: &TrainOptions,
         finetune: Option<FinetuneSpec>,
-        run: RunFolder,
+        run: Option<RunFolder>,
     ) -> Result<Self, TrainError> {
+        opts.parallel.check(experiment.train.batch_size)?;
         let inference = opts.device.device()?;
         let device = inference.clone().autodiff();
         let resume_from = if opts.start == Start::Resume { checkpoint::find(&opts.out)? } else { None };
-        if resume_from.is_none() {
+        if resume_from.is_none() && opts.parallel.is_root() {
             refuse_leftovers(&opts.out)?;
         }
         let meta = match &resume_from {
@@ -447,6 +461,7 @@ impl Trainer {
             largest,
             smallest,
             finetune,
+            parallel: opts.parallel.clone(),
             _run: run,
         };
         trainer.load_teacher(&inference)?;
@@ -505,8 +520,17 @@ impl Trainer {
             .map_err(|source| TrainError::Data { path: self.data_path.clone(), source })
     }
 
-    /// One sandwich step on `batch` (step `step_in_epoch` of `epoch`) at learning rate `lr`.
+    /// One sandwich step on `batch` (step `step_in_epoch` of `epoch`) at learning rate `lr`,
+    /// the whole batch at once.
     pub fn train_step(&mut self, batch: &Batch, epoch: usize, step_in_epoch: usize, lr: f64) -> Result<StepStats, TrainError> {
+        let (grads, stats) = self.sandwich_grads(batch, epoch, step_in_epoch);
+        self.apply(grads, lr);
+        Ok(stats)
+    }
+
+    /// Gradients of the sandwich rule on `batch`: the largest subnet on the labels, then the
+    /// smallest and the step's random subnets distilled from the largest's outputs.
+    fn sandwich_grads(&self, batch: &Batch, epoch: usize, step_in_epoch: usize) -> (GradientsParams, StepStats) {
         let t = &self.experiment.train;
         let x = batch_tensor(batch, &self.device);
         let targets = smoothed_targets(&batch.labels, self.space.num_classes, t.label_smoothing, &self.device);
@@ -527,18 +551,51 @@ impl Trainer {
             distill += loss.clone().into_scalar::<f32>();
             acc.accumulate(&self.model, GradientsParams::from_grads(loss.backward(), &self.model));
         }
-        self.model = self.optim.step(lr, self.model.clone(), acc.grads());
-        self.step += 1;
-        Ok(StepStats { loss_largest, loss_distill: distill / archs.len() as f32 })
+        (acc.grads(), StepStats { loss_largest, loss_distill: distill / archs.len() as f32 })
     }
 
-    /// One optimiser step of this run: a sandwich step, or a fine-tuning step of its subnet.
+    /// One optimiser step of this run (a sandwich step, or a fine-tuning step of its subnet):
+    /// the mean of the gradients of the batch's shares (one share: the whole batch), over this
+    /// process's shares and, under MPI, over the ranks.
     pub fn step(&mut self, batch: &Batch, epoch: usize, step_in_epoch: usize, lr: f64) -> Result<StepStats, TrainError> {
-        if self.finetune.is_some() { Ok(self.finetune_step(batch, lr)) } else { self.train_step(batch, epoch, step_in_epoch, lr) }
+        let total = self.parallel.total();
+        if total == 1 {
+            let (grads, stats) = self.batch_grads(batch, epoch, step_in_epoch);
+            self.apply(grads, lr);
+            return Ok(stats);
+        }
+        let mut acc = GradientsAccumulator::<Supernet>::new();
+        let mut sums = [0f64; 2];
+        for k in self.parallel.local() {
+            let (grads, s) = self.batch_grads(&parallel::share(batch, k, total), epoch, step_in_epoch);
+            acc.accumulate(&self.model, grads);
+            sums[0] += s.loss_largest as f64;
+            sums[1] += s.loss_distill as f64;
+        }
+        let grads = self.parallel.mean_gradients(acc.grads(), &self.model);
+        let [loss_largest, loss_distill] = self.parallel.mean_scalars(sums);
+        self.apply(grads, lr);
+        Ok(StepStats { loss_largest: loss_largest as f32, loss_distill: loss_distill as f32 })
     }
 
-    /// One fine-tuning step: `(1 - a) * CE(labels, smoothed) + a * CE(teacher's softmax)`.
-    fn finetune_step(&mut self, batch: &Batch, lr: f64) -> StepStats {
+    fn batch_grads(&self, batch: &Batch, epoch: usize, step_in_epoch: usize) -> (GradientsParams, StepStats) {
+        if self.finetune.is_some() { self.finetune_grads(batch) } else { self.sandwich_grads(batch, epoch, step_in_epoch) }
+    }
+
+    /// Take the optimiser step (and, fine-tuning, update the weights' moving average).
+    fn apply(&mut self, grads: GradientsParams, lr: f64) {
+        self.model = self.optim.step(lr, self.model.clone(), grads);
+        self.step += 1;
+        if let Some(f) = self.finetune.as_mut()
+            && let Some(ema) = f.ema.take()
+        {
+            let decay = f.spec.ema_decay;
+            f.ema = Some(ema::update(ema, &self.model, decay));
+        }
+    }
+
+    /// Fine-tuning gradients: `(1 - a) * CE(labels, smoothed) + a * CE(teacher's softmax)`.
+    fn finetune_grads(&self, batch: &Batch) -> (GradientsParams, StepStats) {
         let f = self.finetune.as_ref().expect("fine-tuning run");
         let a = f.spec.kd_weight;
         let x = batch_tensor(batch, &self.device);
@@ -558,16 +615,7 @@ impl Trainer {
             }
             _ => (ce, 0.0),
         };
-        let grads = GradientsParams::from_grads(loss.backward(), &self.model);
-        self.model = self.optim.step(lr, self.model.clone(), grads);
-        self.step += 1;
-        let decay = f.spec.ema_decay;
-        if let Some(f) = self.finetune.as_mut()
-            && let Some(ema) = f.ema.take()
-        {
-            f.ema = Some(ema::update(ema, &self.model, decay));
-        }
-        StepStats { loss_largest: ce_value, loss_distill: kd_value }
+        (GradientsParams::from_grads(loss.backward(), &self.model), StepStats { loss_largest: ce_value, loss_distill: kd_value })
     }
 
     /// One step of the largest subnet alone on the labels (for benchmarks and baselines).
@@ -649,7 +697,8 @@ impl Trainer {
         let epoch = self.epoch;
         let spe = self.steps_per_epoch();
         let first = self.step.saturating_sub(epoch * spe).min(spe);
-        let bar = if self.progress { indicatif::ProgressBar::new(spe as u64) } else { indicatif::ProgressBar::hidden() };
+        let root = self.parallel.is_root();
+        let bar = if self.progress && root { indicatif::ProgressBar::new(spe as u64) } else { indicatif::ProgressBar::hidden() };
         bar.set_style(
             indicatif::ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}")
                 .expect("valid template")
@@ -677,12 +726,12 @@ impl Trainer {
             let msg = format!("loss {:.3} kd {:.3} lr {lr:.4} {ips:.0} img/s", p.sum_loss / p.steps as f64, p.sum_distill / p.steps as f64);
             // Without a terminal the bar draws nothing: log a line now and then so a run in the
             // background (nohup, CI) still shows where it is.
-            if self.progress && bar.is_hidden() && (i + 1) % 50 == 0 {
+            if self.progress && root && bar.is_hidden() && (i + 1) % 50 == 0 {
                 eprintln!("epoch {}/{} step {}/{spe}: {msg}", epoch + 1, self.experiment.train.epochs, i + 1);
             }
             bar.set_message(msg);
             bar.inc(1);
-            if self.checkpoint_every > 0 && (i + 1) % self.checkpoint_every == 0 && i + 1 < spe {
+            if root && self.checkpoint_every > 0 && (i + 1) % self.checkpoint_every == 0 && i + 1 < spe {
                 self.partial.seconds += start.elapsed().as_secs_f64();
                 self.save_checkpoint()?;
                 start = Instant::now();
@@ -691,7 +740,8 @@ impl Trainer {
         bar.finish_and_clear();
         self.partial.seconds += start.elapsed().as_secs_f64();
         let p = std::mem::take(&mut self.partial);
-        let (val_smallest, val_largest) = self.validate();
+        // Ranks > 0 neither validate nor write: rank 0 holds the same weights.
+        let (val_smallest, val_largest) = if root { self.validate() } else { (f64::NAN, f64::NAN) };
         self.epoch += 1;
         let stats = EpochStats {
             epoch,
@@ -701,8 +751,10 @@ impl Trainer {
             images_per_s: p.images as f64 / p.seconds.max(1e-9),
             lr,
         };
-        self.append_metrics(&stats, p.seconds)?;
-        self.save_checkpoint()?;
+        if root {
+            self.append_metrics(&stats, p.seconds)?;
+            self.save_checkpoint()?;
+        }
         Ok(stats)
     }
 
@@ -711,6 +763,10 @@ impl Trainer {
         let mut all = Vec::new();
         while self.epoch < self.experiment.train.epochs {
             let s = self.run_epoch()?;
+            if !self.parallel.is_root() {
+                all.push(s);
+                continue;
+            }
             let val = if self.finetune.is_some() {
                 format!("val top-1 {:.2}%", 100.0 * s.val[0])
             } else {

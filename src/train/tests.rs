@@ -42,7 +42,14 @@ fn synthetic(n: usize) -> Dataset {
 
 fn opts(out: &Path, resume: bool) -> TrainOptions {
     let start = if resume { crate::run_folder::Start::Resume } else { crate::run_folder::Start::Fresh };
-    TrainOptions { out: out.to_path_buf(), device: DeviceChoice::Cpu, start, progress: false, checkpoint_every: 0 }
+    TrainOptions {
+        out: out.to_path_buf(),
+        device: DeviceChoice::Cpu,
+        start,
+        progress: false,
+        checkpoint_every: 0,
+        parallel: Default::default(),
+    }
 }
 
 #[test]

@@ -1,0 +1,161 @@
+//! Data-parallel training under MPI (the `mpi` feature; test.sh installs Open MPI and runs this
+//! file with `--features mpi`): `mpirun -n 2 nas train` trains the weights one process with
+//! `--shares 2` trains (per-rank BatchNorm: each share normalised alone), over a few hundred
+//! steps, and a run started on 2 ranks resumes in one process.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use tinynas::supernet::DeviceChoice;
+use tinynas::test_skip::{Need, skip};
+use tinynas::train::checkpoint;
+use tinynas::train::parallel::trainable_values;
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// One compute thread everywhere: float sums then run in one order whatever the process count
+/// and core binding, so the comparison measures the parallel scheme, not thread scheduling.
+const THREADS: (&str, &str) = ("RAYON_NUM_THREADS", "1");
+
+fn nas(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nas")).current_dir(dir).args(args).envs([THREADS]).output().expect("nas runs")
+}
+
+/// `mpirun -n ranks nas args...` (root allowed: CI runs as root; oversubscribed: 2 cores).
+fn mpirun(dir: &Path, ranks: usize, args: &[&str]) -> Option<Output> {
+    let o = Command::new("mpirun")
+        .current_dir(dir)
+        .args(["--oversubscribe", "--bind-to", "none", "-x", THREADS.0, "-n", &ranks.to_string(), env!("CARGO_BIN_EXE_nas")])
+        .args(args)
+        .envs([("OMPI_ALLOW_RUN_AS_ROOT", "1"), ("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1"), THREADS])
+        .output();
+    match o {
+        Ok(o) => Some(o),
+        Err(e) => {
+            skip(Need::Mpi, "MPI data-parallel training", &format!("mpirun cannot run: {e} (test.sh installs Open MPI)"));
+            None
+        }
+    }
+}
+
+/// 160 grey 12x12 images of 4 classes (which quadrant is bright), a 2-stage space and an
+/// experiment with a constant learning rate (so extending a run with --epochs is exact).
+fn setup(d: &Path) {
+    use rand::{Rng, SeedableRng};
+    let data = d.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let (n, s) = (160, 12);
+    let mut pixels = Vec::with_capacity(n * s * s);
+    let mut labels = Vec::with_capacity(n);
+    for i in 0..n {
+        let c = (i % 4) as u8;
+        labels.push(c);
+        for y in 0..s {
+            for x in 0..s {
+                let q = (y >= s / 2) as u8 * 2 + (x >= s / 2) as u8;
+                pixels.push(if q == c { 200 } else { 40 } + rng.random_range(0..30u8));
+            }
+        }
+    }
+    for (img, lab) in [("train-images-idx3-ubyte", "train-labels-idx1-ubyte"), ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")] {
+        tinynas::data::idx::write_idx_images(&data.join(img), n, s, s, &pixels).unwrap();
+        tinynas::data::idx::write_idx_labels(&data.join(lab), &labels).unwrap();
+    }
+    std::fs::write(
+        d.join("quad.toml"),
+        "name = \"quad\"\ninput_channels = 1\nnum_classes = 10\nwidth_multipliers = [0.5, 1.0]\nresolutions = [8, 12]\n\
+         kernel_sizes = [3, 5]\nexpand_ratios = [2, 3]\nchannel_divisor = 4\n[stem]\nchannels = 8\nkernel = 3\nstride = 1\n\
+         [first_block]\nchannels = 8\nkernel = 3\n[[stages]]\nchannels = 12\nstride = 2\ndepths = [1, 2]\n\
+         [[stages]]\nchannels = 16\nstride = 2\ndepths = [1, 2]\n",
+    )
+    .unwrap();
+    // 96 training images / batch 32 = 3 steps per epoch; 80 epochs = 240 steps.
+    std::fs::write(
+        d.join("exp.toml"),
+        "name = \"quad\"\nspace = \"quad.toml\"\n[data]\npath = \"data\"\nval_fraction = 0.25\ncalib_images = 24\n\
+         [train]\nepochs = 80\nbatch_size = 32\noptimizer = \"sgd\"\nlr = 0.05\nmin_lr = 0.05\nwarmup_epochs = 0.0\n\
+         momentum = 0.9\nweight_decay = 0.0001\nlabel_smoothing = 0.1\nrandom_subnets = 1\nseed = 3\n",
+    )
+    .unwrap();
+}
+
+fn weights(run: &Path) -> Vec<f32> {
+    let dir = checkpoint::find(run).unwrap().expect("a checkpoint");
+    let meta = checkpoint::load_meta(&dir).unwrap();
+    let device = DeviceChoice::Cpu.device().unwrap().autodiff();
+    let values = trainable_values(&checkpoint::load_training_model(&dir, &meta, &device).unwrap());
+    assert!(values.len() > 1000, "{} trainable values", values.len());
+    values
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+#[test]
+fn two_ranks_train_what_one_process_with_two_shares_trains() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    setup(d);
+    let train = ["train", "--experiment", "exp.toml", "--quiet", "--checkpoint-every", "0"];
+    let with = |extra: &[&'static str]| -> Vec<&str> { train.iter().chain(extra).copied().collect() };
+
+    let o = nas(d, &with(&["--out", "single", "--shares", "2"]));
+    assert!(o.status.success(), "{}", text(&o));
+    let Some(o) = mpirun(d, 2, &with(&["--out", "mpi"])) else { return };
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("data parallel over 2 MPI ranks"), "{}", text(&o));
+    // Rank 0 alone wrote the run: one line per epoch.
+    let metrics = std::fs::read_to_string(d.join("mpi/metrics.csv")).unwrap();
+    assert_eq!(metrics.lines().count(), 1 + 80, "{metrics}");
+
+    let (single, mpi) = (weights(&d.join("single")), weights(&d.join("mpi")));
+    let whole = {
+        let o = nas(d, &with(&["--out", "whole"]));
+        assert!(o.status.success(), "{}", text(&o));
+        weights(&d.join("whole"))
+    };
+    let tol = 1e-4;
+    let diff = max_diff(&single, &mpi);
+    eprintln!(
+        "max |diff| over {} weights after 240 steps: 2 ranks vs 2 shares {diff}, vs the whole batch {}",
+        single.len(),
+        max_diff(&single, &whole)
+    );
+    assert!(diff <= tol, "2 ranks vs 2 shares in one process: max |diff| {diff} over {} weights", single.len());
+    // The comparison can fail: the whole batch at once (BatchNorm over 32, not 2 x 16) ends
+    // elsewhere.
+    assert!(max_diff(&single, &whole) > 100.0 * tol.max(diff), "shares must matter: {}", max_diff(&single, &whole));
+
+    // Started on 2 ranks for 40 epochs, resumed in one process with 2 shares to 80.
+    let Some(o) = mpirun(d, 2, &with(&["--out", "resumed", "--epochs", "40"])) else { return };
+    assert!(o.status.success(), "{}", text(&o));
+    let o = nas(d, &with(&["--out", "resumed", "--resume", "--epochs", "80", "--shares", "2"]));
+    assert!(o.status.success(), "{}", text(&o));
+    let diff = max_diff(&single, &weights(&d.join("resumed")));
+    eprintln!("resumed from 2 ranks into 1 process: max |diff| {diff}");
+    assert!(diff <= tol, "resumed with another N: max |diff| {diff}");
+}
+
+#[test]
+fn shares_and_ranks_do_not_mix_and_bad_shares_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    setup(d);
+    for (shares, says) in [("0", "--shares 0: expected 1 to 4096"), ("20", "fewer than 2 images per share")] {
+        let o = nas(d, &["train", "--experiment", "exp.toml", "--quiet", "--out", "bad", "--shares", shares]);
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        assert!(String::from_utf8_lossy(&o.stderr).contains(says), "{}", text(&o));
+    }
+    let Some(o) = mpirun(d, 2, &["train", "--experiment", "exp.toml", "--quiet", "--out", "mix", "--shares", "2"]) else { return };
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("under MPI each rank computes one share"), "{}", text(&o));
+}
