@@ -533,6 +533,9 @@ fn sharded_measurement_merges_to_the_unsharded_predictor(d: &Path) {
         .unwrap();
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(std::fs::read(d.join("slurm.json")).unwrap(), std::fs::read(d.join("p.json")).unwrap());
+    let o = nas(d, &["predictor", "merge", "--out", "m.json", &files[0], "--hidden", "100000000"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--hidden 100000000: expected 1 to 4096"), "{}", text(&o));
     let o = nas(d, &["predictor", "build", "--supernet", "sn", "--out", "x.json", "--shard", "3/3"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("not below the shard count 3"), "{}", text(&o));

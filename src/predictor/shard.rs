@@ -325,6 +325,7 @@ pub struct MergeRequest {
 /// with the same flags writes, and its measurement cache is written too (a later unsharded
 /// build of the same list reuses it).
 pub fn merge(r: &MergeRequest, log: &mut dyn FnMut(&str)) -> anyhow::Result<BuildReport> {
+    r.fit.check()?;
     let start = std::time::Instant::now();
     let (head, pairs) = merge_pairs(&r.files)?;
     let space = head.space.clone();

@@ -293,17 +293,7 @@ impl BuildRequest {
         use crate::limits::check_range;
         let r = self;
         check_range("--samples", r.samples, 10, 1_000_000, "subnets to measure; at least 10 for an 80/20 split")?;
-        if r.fit.hidden.is_empty() {
-            anyhow::bail!("--hidden: expected at least one layer width, e.g. 400,400,400");
-        }
-        for &h in &r.fit.hidden {
-            check_range("--hidden", h, 1, 4096, "units per hidden layer; each layer's weights are allocated at once")?;
-        }
-        check_range("--epochs", r.fit.epochs, 1, 100_000, "MLP training epochs")?;
-        check_range("--ensemble", r.fit.members, 1, 64, "MLPs in the ensemble")?;
-        if !(r.fit.lr.is_finite() && r.fit.lr > 0.0 && r.fit.lr <= 10.0) {
-            anyhow::bail!("--lr {}: expected a learning rate in (0, 10]", r.fit.lr);
-        }
+        r.fit.check()?;
         check_range("--calib", r.calib, 1, 1_000_000, "BatchNorm recalibration images per subnet")?;
         check_range("--refine-count", r.refine_count, 0, 100_000, "front members measured per refinement run")?;
         r.device.parse::<DeviceChoice>()?;
@@ -380,6 +370,25 @@ pub fn build_archs(r: &BuildRequest, space: &SearchSpace) -> anyhow::Result<Vec<
         }
     }
     Ok(archs)
+}
+
+impl FitConfig {
+    /// Bounds on every fitting setting, so a bad flag fails before measuring or merging.
+    pub fn check(&self) -> anyhow::Result<()> {
+        use crate::limits::check_range;
+        if self.hidden.is_empty() {
+            anyhow::bail!("--hidden: expected at least one layer width, e.g. 400,400,400");
+        }
+        for &h in &self.hidden {
+            check_range("--hidden", h, 1, 4096, "units per hidden layer; each layer's weights are allocated at once")?;
+        }
+        check_range("--epochs", self.epochs, 1, 100_000, "MLP training epochs")?;
+        check_range("--ensemble", self.members, 1, 64, "MLPs in the ensemble")?;
+        if !(self.lr.is_finite() && self.lr > 0.0 && self.lr <= 10.0) {
+            anyhow::bail!("--lr {}: expected a learning rate in (0, 10]", self.lr);
+        }
+        Ok(())
+    }
 }
 
 /// MLP fitting settings.
