@@ -159,3 +159,37 @@ fn shares_and_ranks_do_not_mix_and_bad_shares_exit_2() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("under MPI each rank computes one share"), "{}", text(&o));
 }
+
+/// The same equality on real data: 336 sandwich steps on Fashion-MNIST (the shipped experiment,
+/// 4,000 images, batch 32, 3 epochs), 2 ranks against 2 shares in one process.
+#[test]
+fn two_ranks_on_fashion_mnist_match_two_shares() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if !repo.join("../shared/datasets/fashion-mnist").is_dir() {
+        skip(Need::Data, "two_ranks_on_fashion_mnist_match_two_shares", "../shared/datasets/fashion-mnist is absent");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (single, mpi) = (dir.path().join("single"), dir.path().join("mpi"));
+    let args = |out: &Path| -> Vec<String> {
+        ["train", "--experiment", "experiments/fashion_mnist.toml", "--max-train-images", "4000", "--batch-size", "32", "--epochs", "3"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(["--quiet".into(), "--checkpoint-every".into(), "0".into(), "--out".into(), out.display().to_string()])
+            .collect()
+    };
+    let a = args(&single);
+    let mut a: Vec<&str> = a.iter().map(String::as_str).collect();
+    a.extend(["--shares", "2"]);
+    let o = nas(repo, &a);
+    assert!(o.status.success(), "{}", text(&o));
+    let b = args(&mpi);
+    let b: Vec<&str> = b.iter().map(String::as_str).collect();
+    let Some(o) = mpirun(repo, 2, &b) else { return };
+    assert!(o.status.success(), "{}", text(&o));
+    let steps = std::fs::read_to_string(single.join("metrics.csv")).unwrap().lines().count() - 1;
+    assert_eq!(steps, 3);
+    let diff = max_diff(&weights(&single), &weights(&mpi));
+    eprintln!("Fashion-MNIST, 3 x 112 steps: 2 ranks vs 2 shares, max |diff| {diff}");
+    assert!(diff <= 1e-4, "max |diff| {diff}");
+}
