@@ -33,6 +33,10 @@ pub struct Shard {
 /// Most shards a list is cut into.
 pub const MAX_SHARDS: usize = 100_000;
 
+/// Longest subnet list a shard header may announce: `--samples` is capped at 1,000,000, plus
+/// the refinement fronts.
+pub const MAX_LIST: usize = 10_000_000;
+
 impl Shard {
     /// A checked shard.
     pub fn new(index: usize, count: usize, what: &str) -> anyhow::Result<Shard> {
@@ -251,6 +255,11 @@ fn read_shard(path: &Path) -> anyhow::Result<(ShardHeader, Vec<IndexedPair>)> {
     if header.format != SHARD_FORMAT {
         bail!("{}: format {:?}, expected {SHARD_FORMAT}", path.display(), header.format);
     }
+    // A damaged header must not index out of bounds or size a huge allocation.
+    Shard::new(header.shard.index, header.shard.count, &format!("{}: header", path.display()))?;
+    if header.total > MAX_LIST {
+        bail!("{}: header claims {} subnets, expected at most {MAX_LIST}", path.display(), header.total);
+    }
     let pairs = lines.filter_map(|l| serde_json::from_str::<IndexedPair>(l).ok()).collect();
     Ok((header, pairs))
 }
@@ -388,6 +397,20 @@ mod tests {
         ] {
             let e = Shard::parse(spec, shards, vars).unwrap_err().to_string();
             assert!(e.contains(says), "{spec}: {e}");
+        }
+    }
+
+    #[test]
+    fn damaged_headers_are_refused_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = r#"{"format":"tinynas-measurement-shard-1","key":{"weights":"w","data":"d","settings":"s"},"source":{"supernet":"sn","measured_on":"x","calib_images":1},"space":SPACE,"total":TOTAL,"list":"l","shard":{"index":INDEX,"count":3}}"#;
+        let space = serde_json::to_string(&crate::space::resolve("cifar").unwrap()).unwrap();
+        for (total, index, says) in [("20", "7", "shard index 7 is not below the shard count 3"), ("99999999999", "0", "expected at most")]
+        {
+            let path = dir.path().join(format!("s{index}.jsonl"));
+            std::fs::write(&path, good.replace("SPACE", &space).replace("TOTAL", total).replace("INDEX", index) + "\n").unwrap();
+            let e = merge_pairs(&[path]).unwrap_err().to_string();
+            assert!(e.contains(says), "{e}");
         }
     }
 
