@@ -3,6 +3,8 @@
 //! `--shares 2` trains (per-rank BatchNorm: each share normalised alone), over a few hundred
 //! steps, and a run started on 2 ranks resumes in one process.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 use tinynas::supernet::DeviceChoice;
@@ -44,38 +46,9 @@ fn mpirun(dir: &Path, ranks: usize, args: &[&str]) -> Option<Output> {
     }
 }
 
-/// 160 grey 12x12 images of 4 classes (which quadrant is bright), a 2-stage space and an
-/// experiment with a constant learning rate (so extending a run with --epochs is exact).
+/// The quadrant dataset and space ([`common::write_quad`]) and an experiment with a constant learning rate (so extending a run with --epochs is exact).
 fn setup(d: &Path) {
-    use rand::{Rng, SeedableRng};
-    let data = d.join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-    let (n, s) = (160, 12);
-    let mut pixels = Vec::with_capacity(n * s * s);
-    let mut labels = Vec::with_capacity(n);
-    for i in 0..n {
-        let c = (i % 4) as u8;
-        labels.push(c);
-        for y in 0..s {
-            for x in 0..s {
-                let q = (y >= s / 2) as u8 * 2 + (x >= s / 2) as u8;
-                pixels.push(if q == c { 200 } else { 40 } + rng.random_range(0..30u8));
-            }
-        }
-    }
-    for (img, lab) in [("train-images-idx3-ubyte", "train-labels-idx1-ubyte"), ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")] {
-        tinynas::data::idx::write_idx_images(&data.join(img), n, s, s, &pixels).unwrap();
-        tinynas::data::idx::write_idx_labels(&data.join(lab), &labels).unwrap();
-    }
-    std::fs::write(
-        d.join("quad.toml"),
-        "name = \"quad\"\ninput_channels = 1\nnum_classes = 10\nwidth_multipliers = [0.5, 1.0]\nresolutions = [8, 12]\n\
-         kernel_sizes = [3, 5]\nexpand_ratios = [2, 3]\nchannel_divisor = 4\n[stem]\nchannels = 8\nkernel = 3\nstride = 1\n\
-         [first_block]\nchannels = 8\nkernel = 3\n[[stages]]\nchannels = 12\nstride = 2\ndepths = [1, 2]\n\
-         [[stages]]\nchannels = 16\nstride = 2\ndepths = [1, 2]\n",
-    )
-    .unwrap();
+    common::write_quad(d);
     // 96 training images / batch 32 = 3 steps per epoch; 80 epochs = 240 steps.
     std::fs::write(
         d.join("exp.toml"),

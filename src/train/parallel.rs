@@ -82,7 +82,7 @@ impl World {
 
     /// Sum `buf` element-wise over the ranks, in place.
     #[cfg(feature = "mpi")]
-    fn sum_f32(&self, buf: &mut [f32]) {
+    fn sum<T: mpi::datatype::Equivalence + Clone>(&self, buf: &mut [T]) {
         use mpi::collective::SystemOperation;
         use mpi::traits::CommunicatorCollectives;
         let send = buf.to_vec();
@@ -90,20 +90,7 @@ impl World {
     }
 
     #[cfg(not(feature = "mpi"))]
-    fn sum_f32(&self, _buf: &mut [f32]) {
-        unreachable!("a World exists only with the mpi feature")
-    }
-
-    #[cfg(feature = "mpi")]
-    fn sum_f64(&self, buf: &mut [f64]) {
-        use mpi::collective::SystemOperation;
-        use mpi::traits::CommunicatorCollectives;
-        let send = buf.to_vec();
-        self.universe.world().all_reduce_into(&send[..], buf, SystemOperation::sum());
-    }
-
-    #[cfg(not(feature = "mpi"))]
-    fn sum_f64(&self, _buf: &mut [f64]) {
+    fn sum<T>(&self, _buf: &mut [T]) {
         unreachable!("a World exists only with the mpi feature")
     }
 }
@@ -177,7 +164,7 @@ impl Parallel {
         model.visit(&mut pack);
         let Pack { mut buf, layout, .. } = pack;
         if let Some(w) = &self.world {
-            w.sum_f32(&mut buf);
+            w.sum(&mut buf);
         }
         let scale = 1.0 / total as f32;
         buf.iter_mut().for_each(|v| *v *= scale);
@@ -188,7 +175,7 @@ impl Parallel {
     /// The mean over all shares of per-share scalars summed over this process's shares.
     pub fn mean_scalars<const N: usize>(&self, mut sums: [f64; N]) -> [f64; N] {
         if let Some(w) = &self.world {
-            w.sum_f64(&mut sums);
+            w.sum(&mut sums);
         }
         sums.map(|s| s / self.total() as f64)
     }
