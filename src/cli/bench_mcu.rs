@@ -56,7 +56,7 @@ fn shapes(a: &McuArgs) -> anyhow::Result<Outcome> {
     if a.shapes {
         specs.extend(CMSIS_NN_M7.iter().map(|(s, _)| s.to_string()));
     }
-    let (board, timings) = time_shapes(&a.board, &specs, a.plain)?;
+    let (board, timings) = time_shapes(&a.board, &specs, a.plain, a.keep.as_deref())?;
     println!(
         "{} kernels on {} ({} in QEMU, -icount shift=0), one layer per row; CMSIS-NN: its instructions/MAC on Cortex-M7 in QEMU mps2-an500, gcc 12.2 -O2 (M7 DSP rows only)",
         if a.plain { "plain C" } else { "DSP (SXTB16/SMLAD)" },

@@ -110,8 +110,13 @@ pub fn generate(q: &QuantNet, plan: &ArenaPlan, title: &str) -> Result<CModel, P
             (LayerKind::Conv2d { kernel, stride, padding, .. }, QOp::Conv { weight, bias, requant, act_min, act_max, .. })
             | (LayerKind::DepthwiseConv2d { kernel, stride, padding }, QOp::Conv { weight, bias, requant, act_min, act_max, .. }) => {
                 let pointwise = matches!(layer.kind, LayerKind::Conv2d { .. }) && kernel == 1 && stride == 1;
-                // The 1x1 kernels read raw int8 inputs: the input offset is folded into the bias.
-                let bias: Vec<i32> = if pointwise { fold_offset(bias, weight, x.c, -qi.zero_point) } else { bias.clone() };
+                // The 1x1 and depthwise kernels read raw int8 inputs (the depthwise padding holds
+                // the raw zero point): the input offset is folded into the bias.
+                let bias: Vec<i32> = match layer.kind {
+                    _ if pointwise => fold_offset(bias, weight, x.c, -qi.zero_point),
+                    LayerKind::DepthwiseConv2d { .. } => fold_offset_depthwise(bias, weight, x.c, -qi.zero_point),
+                    _ => bias.clone(),
+                };
                 array(&mut c, "int8_t", &format!("w{i}"), weight);
                 array(&mut c, "int32_t", &format!("b{i}"), &bias);
                 requant_arrays(&mut c, i, requant);
@@ -184,6 +189,13 @@ pub fn generate(q: &QuantNet, plan: &ArenaPlan, title: &str) -> Result<CModel, P
 /// (exact in int32: `sum((x + off) * w) = sum(x * w) + off * sum(w)`; no padding to spoil it).
 fn fold_offset(bias: &[i32], weight: &[i8], cin: usize, offset: i32) -> Vec<i32> {
     bias.iter().enumerate().map(|(o, &b)| b + offset * weight[o * cin..(o + 1) * cin].iter().map(|&w| w as i32).sum::<i32>()).collect()
+}
+
+/// The same for a depthwise layer, whose weights are `[k][k][c]`: channel `c` sums every
+/// `c`-th weight. Exact for padded taps too, because the kernel pads with the raw zero point
+/// (`x + offset = 0` there).
+fn fold_offset_depthwise(bias: &[i32], weight: &[i8], channels: usize, offset: i32) -> Vec<i32> {
+    bias.iter().enumerate().map(|(c, &b)| b + offset * weight.iter().skip(c).step_by(channels).map(|&w| w as i32).sum::<i32>()).collect()
 }
 
 fn requant_arrays(c: &mut String, i: usize, r: &[Requant]) {

@@ -291,12 +291,30 @@ impl QuantNet {
     /// A quantised network with random weights and realistic quantisation parameters (scales
     /// and multipliers in the ranges trained networks produce): what instruction counts and
     /// footprints are measured on when no trained weights are needed. Deterministic in `seed`.
+    /// As [`quantize`] calibrates them, ReLU6 outputs have zero point -128 and a scale of at
+    /// most 6/255, so their clamp is the whole int8 range (the case the kernels are tuned for).
     pub fn synthetic(net: &Network, seed: u64) -> QuantNet {
+        Self::synthetic_with(net, seed, true)
+    }
+
+    /// [`QuantNet::synthetic`] with uncalibrated ReLU6 outputs (random zero points, scales up to
+    /// 0.1): their clamps cut into the int8 range, so tests reach the kernels' general output
+    /// stages.
+    pub fn synthetic_clamped(net: &Network, seed: u64) -> QuantNet {
+        Self::synthetic_with(net, seed, false)
+    }
+
+    fn synthetic_with(net: &Network, seed: u64, calibrated: bool) -> QuantNet {
         use rand::{Rng, SeedableRng};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let mut tensors: Vec<QParams> = (0..net.tensors.len())
             .map(|_| QParams { scale: rng.random_range(0.02f32..0.1), zero_point: rng.random_range(-20..20) })
             .collect();
+        if calibrated {
+            for layer in net.layers.iter().filter(|l| l.act == Activation::Relu6) {
+                tensors[layer.output.0 as usize] = QParams { scale: rng.random_range(0.01f32..6.0 / 255.0), zero_point: -128 };
+            }
+        }
         for layer in &net.layers {
             if layer.kind == LayerKind::GlobalAvgPool {
                 tensors[layer.output.0 as usize] = tensors[layer.input.0 as usize];

@@ -616,7 +616,9 @@ pub struct ShapeTiming {
 }
 
 /// Time layer shapes one by one in QEMU with the profiler firmware (`nas bench mcu --shape`).
-pub fn time_shapes(board_name: &str, specs: &[String], plain: bool) -> anyhow::Result<(Board, Vec<ShapeTiming>)> {
+/// `keep`: write the firmware project there (kept, for `make run-qemu` by hand) instead of a
+/// temporary folder.
+pub fn time_shapes(board_name: &str, specs: &[String], plain: bool, keep: Option<&Path>) -> anyhow::Result<(Board, Vec<ShapeTiming>)> {
     let b = board(board_name)?;
     let board_target = Target::for_board(&b, false).map_err(anyhow::Error::msg)?;
     let mut target = Target::for_board(&b, true).map_err(anyhow::Error::msg)?;
@@ -630,8 +632,15 @@ pub fn time_shapes(board_name: &str, specs: &[String], plain: bool) -> anyhow::R
     }
     let plan = ProfilePlan::new(&ops, &target, false)?;
     let tmp = tempfile::tempdir()?;
-    profile::write_project(tmp.path(), &plan, &board_target, Some(&target), "nas bench mcu --shape")?;
-    let elf = profile::build(tmp.path(), &target)?;
+    let dir = match keep {
+        Some(k) => {
+            std::fs::create_dir_all(k)?;
+            k
+        }
+        None => tmp.path(),
+    };
+    profile::write_project(dir, &plan, &board_target, Some(&target), "nas bench mcu --shape")?;
+    let elf = profile::build(dir, &target)?;
     let (text, _) = profile::run_qemu(&elf, &target, Duration::from_secs(1800), &mut |_| {})?;
     let out = profile::parse_output(&text)?;
     let m7 = target.core == Core::M7 && !plain;

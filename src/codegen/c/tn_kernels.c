@@ -149,111 +149,210 @@ TN_INLINE int32_t tn_dot8(const int8_t *x, const int8_t *w, int32_t n, int32_t a
     return acc;
 }
 
-void tn_pointwise(const tn_conv_t *p, const int8_t *in, int8_t *out) {
-    const tn_out_t q = tn_out_of(p);
-    const int8_t *const weight = p->weight;
-    const int32_t n = (int32_t)p->out_h * p->out_w;
-    const int32_t cin = p->in_c, cout = p->out_c;
-    int32_t px = 0;
 #if TN_DSP
-    /* 2 pixels x 2 output channels per step, 4 input channels per SMLAD quartet. */
-    const int32_t cin4 = cin & ~3;
-    for (; px + 1 < n; px += 2) {
-        const int8_t *xa = in + px * cin;
-        const int8_t *xb = xa + cin;
-        int8_t *ya = out + px * cout;
-        int8_t *yb = ya + cout;
-        int32_t o = 0;
-        for (; o + 1 < cout; o += 2) {
-            const int8_t *w0 = weight + o * cin;
-            int32_t a0 = q.bias[o], a1 = q.bias[o + 1], b0 = a0, b1 = a1;
-            const int8_t *x = xa;
-            const int8_t *w = w0;
-            /* Two quartets per iteration; a down-counter keeps the loop state in registers. */
+/* tn_fast_out with the output offset folded into f->rnd (tn_fast_of(.., 1)); `full`: the
+ * activation range is all of int8, so one SSAT clamps. */
+TN_INLINE int8_t tn_fast_out_folded(int32_t acc, const tn_fast_t *f, int32_t lo, int32_t hi, int full) {
+    int32_t y = tn_smmulr(acc, f->m2) + acc;
+    int32_t v = __ssat(__qadd(y, f->rnd + (y >> 31)) >> f->e, 8);
+    return (int8_t)(full ? v : tn_clamp(v, lo, hi));
+}
+
+/* Output channels o and o + 1 (weight rows w, w + cin) of every pixel, 2 pixels x 2 channels
+ * per step: each input and weight word is loaded and sign-extended once per step and feeds four
+ * SMLADs. The channels' output constants stay out of the pixel loop. */
+TN_INLINE void tn_pw_pair(const int8_t *in, const int8_t *w, int32_t cin, int32_t cout, int32_t n, int8_t *y, int32_t bias0,
+                          int32_t bias1, const tn_fast_t *f0, const tn_fast_t *f1) {
+    const int32_t oct = cin >> 3, rest = cin & 7;
+    const int8_t *x = in;
+    int32_t px = n;
+    for (; px > 1; px -= 2, x += 2 * cin, y += 2 * cout) {
+        int32_t a0 = bias0, a1 = bias1, b0 = bias0, b1 = bias1;
+        const int8_t *xp = x, *wp = w;
+        if (oct) {
+            /* 2 pixels x 2 channels x 8 input channels per iteration in hand-allocated registers:
+             * all 14 allocatable ones are live, which the compiler's allocation of the same C
+             * loop could not manage without spilling. Pointers advance by post-increment, so
+             * the second pixel and the second weight row sit at +cin-4 from them. */
+            const int32_t cm4 = cin - 4;
+            int32_t k = oct, t0, t1, t2, t3, t4, t5;
+#define TN_PW_Q                                                                                   \
+    "ldr %[t0], [%[xp]], #4\n\t"                                                                  \
+    "ldr %[t2], [%[xp], %[cm4]]\n\t"                                                              \
+    "ldr %[t5], [%[wp]], #4\n\t"                                                                  \
+    "sxtb16 %[t1], %[t0], ror #8\n\t"                                                             \
+    "sxtb16 %[t0], %[t0]\n\t"                                                                     \
+    "sxtb16 %[t3], %[t2], ror #8\n\t"                                                             \
+    "sxtb16 %[t2], %[t2]\n\t"                                                                     \
+    "sxtb16 %[t4], %[t5]\n\t"                                                                     \
+    "sxtb16 %[t5], %[t5], ror #8\n\t"                                                             \
+    "smlad %[a0], %[t0], %[t4], %[a0]\n\t"                                                        \
+    "smlad %[a0], %[t1], %[t5], %[a0]\n\t"                                                        \
+    "smlad %[b0], %[t2], %[t4], %[b0]\n\t"                                                        \
+    "smlad %[b0], %[t3], %[t5], %[b0]\n\t"                                                        \
+    "ldr %[t5], [%[wp], %[cm4]]\n\t"                                                              \
+    "sxtb16 %[t4], %[t5]\n\t"                                                                     \
+    "sxtb16 %[t5], %[t5], ror #8\n\t"                                                             \
+    "smlad %[a1], %[t0], %[t4], %[a1]\n\t"                                                        \
+    "smlad %[a1], %[t1], %[t5], %[a1]\n\t"                                                        \
+    "smlad %[b1], %[t2], %[t4], %[b1]\n\t"                                                        \
+    "smlad %[b1], %[t3], %[t5], %[b1]\n\t"
+            __asm__("1:\n\t" TN_PW_Q TN_PW_Q
+                    "subs %[k], %[k], #1\n\t"
+                    "bne 1b\n\t"
+                    : [a0] "+r"(a0), [a1] "+r"(a1), [b0] "+r"(b0), [b1] "+r"(b1), [xp] "+r"(xp), [wp] "+r"(wp), [k] "+r"(k),
+                      [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3), [t4] "=&r"(t4), [t5] "=&r"(t5)
+                    : [cm4] "r"(cm4)
+                    : "cc");
+#undef TN_PW_Q
+        }
 #define TN_PW_QUARTET(off)                                                  \
     do {                                                                    \
-        uint32_t xv = tn_ld32(x + (off)), yv = tn_ld32(x + (off) + cin);    \
+        uint32_t xv = tn_ld32(xp + (off)), yv = tn_ld32(xp + (off) + cin);  \
         int32_t xe = __sxtb16(xv), xo = tn_sxtb16_ror8(xv);                 \
         int32_t ye = __sxtb16(yv), yo = tn_sxtb16_ror8(yv);                 \
-        uint32_t u = tn_ld32(w + (off));                                    \
+        uint32_t u = tn_ld32(wp + (off));                                   \
         int32_t ue = __sxtb16(u), uo = tn_sxtb16_ror8(u);                   \
         a0 = __smlad(xe, ue, a0);                                           \
         a0 = __smlad(xo, uo, a0);                                           \
         b0 = __smlad(ye, ue, b0);                                           \
         b0 = __smlad(yo, uo, b0);                                           \
-        uint32_t v = tn_ld32(w + (off) + cin);                              \
+        uint32_t v = tn_ld32(wp + (off) + cin);                             \
         int32_t ve = __sxtb16(v), vo = tn_sxtb16_ror8(v);                   \
         a1 = __smlad(xe, ve, a1);                                           \
         a1 = __smlad(xo, vo, a1);                                           \
         b1 = __smlad(ye, ve, b1);                                           \
         b1 = __smlad(yo, vo, b1);                                           \
     } while (0)
-            for (int32_t k = cin4 >> 3; k > 0; k--, x += 8, w += 8) {
-                TN_PW_QUARTET(0);
-                TN_PW_QUARTET(4);
-            }
-            if (cin4 & 4) {
-                TN_PW_QUARTET(0);
-            }
+        if (rest & 4) {
+            TN_PW_QUARTET(0);
+            xp += 4, wp += 4;
+        }
 #undef TN_PW_QUARTET
-            for (int32_t i = cin4; i < cin; i++) {
-                int32_t xv = xa[i], yv = xb[i];
-                a0 += xv * w0[i];
-                a1 += xv * w0[cin + i];
-                b0 += yv * w0[i];
-                b1 += yv * w0[cin + i];
-            }
-            const int32_t m0 = q.mult[o], m1 = q.mult[o + 1], s0 = q.shift[o], s1 = q.shift[o + 1];
-            if (tn_fast(m0, s0) && tn_fast(m1, s1)) {
-                const tn_fast_t f0 = tn_fast_of(&q, m0, s0, 0), f1 = tn_fast_of(&q, m1, s1, 0);
-                ya[o] = tn_fast_out(&q, a0, &f0, 0);
-                yb[o] = tn_fast_out(&q, b0, &f0, 0);
-                ya[o + 1] = tn_fast_out(&q, a1, &f1, 0);
-                yb[o + 1] = tn_fast_out(&q, b1, &f1, 0);
-            } else {
-                ya[o] = tn_out(&q, a0, m0, s0);
-                yb[o] = tn_out(&q, b0, m0, s0);
-                ya[o + 1] = tn_out(&q, a1, m1, s1);
-                yb[o + 1] = tn_out(&q, b1, m1, s1);
-            }
+        for (int32_t i = rest & 3; i > 0; i--, xp++, wp++) {
+            const int32_t xv = xp[0], yv = xp[cin], u = wp[0], v = wp[cin];
+            a0 += xv * u, a1 += xv * v, b0 += yv * u, b1 += yv * v;
         }
-        for (; o < cout; o++) {
-            const int8_t *w0 = weight + o * cin;
-            ya[o] = tn_conv_out(&q, tn_dot8(xa, w0, cin, q.bias[o]), o);
-            yb[o] = tn_conv_out(&q, tn_dot8(xb, w0, cin, q.bias[o]), o);
+        /* The four outputs through tn_fast_out_folded (full range), in assembly too: the
+         * channels' constants are read once per pair of outputs from f0 and f1 (= f0 + 1), and
+         * no output pointer is kept beyond y. */
+        {
+            int32_t m, e, r, t;
+#define TN_PW_OUT(acc, dst)                                                                         \
+    "smmulr %[t], " acc ", %[m]\n\t"                                                                  \
+    "add " acc ", " acc ", %[t]\n\t"                                                                 \
+    "add %[t], %[r], " acc ", asr #31\n\t"                                                         \
+    "qadd " acc ", " acc ", %[t]\n\t"                                                                \
+    "asr " acc ", " acc ", %[e]\n\t"                                                                 \
+    "ssat " acc ", #8, " acc "\n\t"                                                                  \
+    "strb " acc ", " dst "\n\t"
+            __asm__("ldrd %[m], %[e], [%[f]]\n\t"
+                    "ldr %[r], [%[f], #8]\n\t" TN_PW_OUT("%[a0]", "[%[y]]") TN_PW_OUT("%[b0]", "[%[y], %[cout]]")
+                    "ldrd %[m], %[e], [%[f], #12]\n\t"
+                    "ldr %[r], [%[f], #20]\n\t"
+                    "add %[y], %[y], #1\n\t" TN_PW_OUT("%[a1]", "[%[y]]") TN_PW_OUT("%[b1]", "[%[y], %[cout]]")
+                    "sub %[y], %[y], #1\n\t"
+                    : [a0] "+r"(a0), [a1] "+r"(a1), [b0] "+r"(b0), [b1] "+r"(b1), [m] "=&r"(m), [e] "=&r"(e), [r] "=&r"(r), [t] "=&r"(t),
+                      [y] "+r"(y)
+                    : [f] "r"(f0), [cout] "r"(cout)
+                    : "memory", "cc");
+#undef TN_PW_OUT
         }
+    }
+    if (px) {
+        /* An odd pixel count: the last pixel against both rows, a quartet at a time. */
+        int32_t a0 = bias0, a1 = bias1, i = 0;
+        for (; i + 3 < cin; i += 4) {
+            const uint32_t xv = tn_ld32(x + i), u = tn_ld32(w + i), v = tn_ld32(w + cin + i);
+            const int32_t xe = __sxtb16(xv), xo = tn_sxtb16_ror8(xv);
+            a0 = __smlad(xe, __sxtb16(u), a0);
+            a0 = __smlad(xo, tn_sxtb16_ror8(u), a0);
+            a1 = __smlad(xe, __sxtb16(v), a1);
+            a1 = __smlad(xo, tn_sxtb16_ror8(v), a1);
+        }
+        for (; i < cin; i++) a0 += x[i] * w[i], a1 += x[i] * w[cin + i];
+        y[0] = tn_fast_out_folded(a0, f0, -128, 127, 1);
+        y[1] = tn_fast_out_folded(a1, f1, -128, 127, 1);
+    }
+}
+#endif
+
+/* Output channel o of every pixel, one output at a time (the plain C path, and channels the fast
+ * output stage does not take). */
+static void tn_pw_channel(const tn_out_t *q, const int8_t *in, const int8_t *w, int32_t cin, int32_t cout, int32_t n, int8_t *out,
+                          int32_t o) {
+    for (int32_t px = 0; px < n; px++) out[px * cout + o] = tn_conv_out(q, tn_dot8(in + px * cin, w, cin, q->bias[o]), o);
+}
+
+void tn_pointwise(const tn_conv_t *p, const int8_t *in, int8_t *out) {
+    const tn_out_t q = tn_out_of(p);
+    const int8_t *const weight = p->weight;
+    const int32_t n = (int32_t)p->out_h * p->out_w;
+    const int32_t cin = p->in_c, cout = p->out_c;
+    int32_t o = 0;
+#if TN_DSP
+    /* The paired fast path takes channels of the fast output stage in a layer whose clamp is the
+     * whole int8 range (every layer of a calibrated network); others go one channel at a time. */
+    const int full = q.act_min == -128 && q.act_max == 127;
+    for (; o + 1 < cout; o += 2) {
+        const int8_t *w = weight + o * cin;
+        const int32_t m0 = q.mult[o], m1 = q.mult[o + 1], s0 = q.shift[o], s1 = q.shift[o + 1];
+        if (!(full && tn_fast(m0, s0) && tn_fast(m1, s1))) {
+            tn_pw_channel(&q, in, w, cin, cout, n, out, o);
+            tn_pw_channel(&q, in, w + cin, cin, cout, n, out, o + 1);
+            continue;
+        }
+        const tn_fast_t f[2] = {tn_fast_of(&q, m0, s0, 1), tn_fast_of(&q, m1, s1, 1)};
+        tn_pw_pair(in, w, cin, cout, n, out + o, q.bias[o], q.bias[o + 1], &f[0], &f[1]);
     }
 #endif
-    for (; px < n; px++) {
-        const int8_t *x = in + px * cin;
-        int8_t *y = out + px * cout;
-        for (int32_t o = 0; o < cout; o++) y[o] = tn_conv_out(&q, tn_dot8(x, weight + o * cin, cin, q.bias[o]), o);
-    }
+    for (; o < cout; o++) tn_pw_channel(&q, in, weight + o * cin, cin, cout, n, out, o);
 }
 
 /* ---- kxk dense convolution --------------------------------------------------------------- */
 
-/* Position of element i in a column whose groups of 4 are stored as (0, 2, 1, 3): one 32-bit
- * load then yields the halfword pairs SXTB16 makes of 4 weight bytes. The tail (len % 4)
- * stays in order. */
-TN_INLINE int32_t tn_col_pos(int32_t i, int32_t len) {
-    static const uint8_t perm[4] = {0, 2, 1, 3};
-    return (i < (len & ~3)) ? ((i & ~3) | perm[i & 3]) : i;
-}
-
-/* The im2col column of output pixel (oy, ox): input + offset, 0 on the padding. */
+/* The im2col column of output pixel (oy, ox): input + offset, 0 on the padding, written in order
+ * and then (DSP) every full group of 4 swapped into (0, 2, 1, 3) order, two words at a time. */
 static void tn_im2col(const tn_conv_t *p, const int8_t *in, int32_t oy, int32_t ox, int16_t *col) {
-    const int32_t k = p->kernel, cin = p->in_c, len = k * k * cin;
-    int32_t i = 0;
+    const int32_t k = p->kernel, cin = p->in_c, len = k * k * cin, off = p->in_offset, run = k * cin;
+    const int32_t ix0 = ox * p->stride - p->pad_left;
+    /* A kernel row inside the image is one contiguous run of k * cin input bytes. */
+    const int row_inside = ix0 >= 0 && ix0 + k <= p->in_w;
+    int16_t *d = col;
     for (int32_t ky = 0; ky < k; ky++) {
-        int32_t iy = oy * p->stride + ky - p->pad_top;
-        for (int32_t kx = 0; kx < k; kx++) {
-            int32_t ix = ox * p->stride + kx - p->pad_left;
-            int inside = iy >= 0 && iy < p->in_h && ix >= 0 && ix < p->in_w;
-            const int8_t *x = in + (iy * p->in_w + ix) * cin;
-            for (int32_t c = 0; c < cin; c++, i++) col[tn_col_pos(i, len)] = inside ? (int16_t)(x[c] + p->in_offset) : 0;
+        const int32_t iy = oy * p->stride + ky - p->pad_top;
+        if (iy < 0 || iy >= p->in_h) {
+            memset(d, 0, (size_t)run * sizeof(int16_t));
+            d += run;
+            continue;
+        }
+        const int8_t *x = in + (iy * p->in_w + ix0) * cin;
+        if (row_inside) {
+            int32_t i = 0;
+            for (; i + 1 < run; i += 2) d[i] = (int16_t)(x[i] + off), d[i + 1] = (int16_t)(x[i + 1] + off);
+            if (i < run) d[i] = (int16_t)(x[i] + off);
+            d += run;
+            continue;
+        }
+        for (int32_t kx = 0; kx < k; kx++, d += cin, x += cin) {
+            const int32_t ix = ix0 + kx;
+            if (ix < 0 || ix >= p->in_w) {
+                memset(d, 0, (size_t)cin * sizeof(int16_t));
+                continue;
+            }
+            for (int32_t c = 0; c < cin; c++) d[c] = (int16_t)(x[c] + off);
         }
     }
+#if TN_DSP
+    for (int32_t i = 0; i + 3 < len; i += 4) {
+        const uint32_t lo = tn_ld32(col + i), hi = tn_ld32(col + i + 2);
+        const uint32_t even = (lo & 0xffffu) | (hi << 16), odd = (lo >> 16) | (hi & 0xffff0000u);
+        memcpy(col + i, &even, 4);
+        memcpy(col + i + 2, &odd, 4);
+    }
+#else
+    (void)len;
+#endif
 }
 
 /* Inner product of a reordered int16 column and int8 weights. */
@@ -266,9 +365,38 @@ TN_INLINE int32_t tn_dot_col(const int16_t *col, const int8_t *w, int32_t len, i
         acc = __smlad((int32_t)tn_ld32(col + i + 2), tn_sxtb16_ror8(u), acc);
     }
 #endif
-    for (; i < len; i++) acc += (int32_t)col[tn_col_pos(i, len)] * w[i];
+    for (; i < len; i++) acc += (int32_t)col[i] * w[i];
     return acc;
 }
+
+#if TN_DSP
+/* Two columns against two weight rows: each weight word is loaded and sign-extended once for
+ * both columns. */
+TN_INLINE void tn_dot_col2x2(const int16_t *ca, const int16_t *cb, const int8_t *w0, const int8_t *w1, int32_t len, int32_t *acc) {
+    int32_t a0 = acc[0], a1 = acc[1], b0 = acc[2], b1 = acc[3];
+    int32_t i = 0;
+    for (; i + 3 < len; i += 4) {
+        const int32_t xa = (int32_t)tn_ld32(ca + i), xa2 = (int32_t)tn_ld32(ca + i + 2);
+        const int32_t xb = (int32_t)tn_ld32(cb + i), xb2 = (int32_t)tn_ld32(cb + i + 2);
+        const uint32_t u = tn_ld32(w0 + i), v = tn_ld32(w1 + i);
+        const int32_t ue = __sxtb16(u), uo = tn_sxtb16_ror8(u);
+        a0 = __smlad(xa, ue, a0);
+        a0 = __smlad(xa2, uo, a0);
+        b0 = __smlad(xb, ue, b0);
+        b0 = __smlad(xb2, uo, b0);
+        const int32_t ve = __sxtb16(v), vo = tn_sxtb16_ror8(v);
+        a1 = __smlad(xa, ve, a1);
+        a1 = __smlad(xa2, vo, a1);
+        b1 = __smlad(xb, ve, b1);
+        b1 = __smlad(xb2, vo, b1);
+    }
+    for (; i < len; i++) {
+        const int32_t xa = ca[i], xb = cb[i], u = w0[i], v = w1[i];
+        a0 += xa * u, a1 += xa * v, b0 += xb * u, b1 += xb * v;
+    }
+    acc[0] = a0, acc[1] = a1, acc[2] = b0, acc[3] = b1;
+}
+#endif
 
 void tn_conv(const tn_conv_t *p, const int8_t *in, int8_t *out, int16_t *scratch) {
     const tn_out_t q = tn_out_of(p);
@@ -276,61 +404,160 @@ void tn_conv(const tn_conv_t *p, const int8_t *in, int8_t *out, int16_t *scratch
     const int32_t cout = p->out_c, n = (int32_t)p->out_h * p->out_w;
     int16_t *col_a = scratch, *col_b = scratch + len;
     int32_t px = 0;
-    /* Two pixels per pass: each weight row is loaded once for both columns. */
+#if TN_DSP
+    const int full = q.act_min == -128 && q.act_max == 127;
+    /* Two pixels per pass, two output channels per step. */
     for (; px + 1 < n; px += 2) {
         tn_im2col(p, in, px / p->out_w, px % p->out_w, col_a);
         tn_im2col(p, in, (px + 1) / p->out_w, (px + 1) % p->out_w, col_b);
-        for (int32_t o = 0; o < cout; o++) {
-            const int8_t *w = p->weight + o * len;
-            const int32_t acc_a = tn_dot_col(col_a, w, len, q.bias[o]), acc_b = tn_dot_col(col_b, w, len, q.bias[o]);
-            const int32_t m = q.mult[o], sh = q.shift[o];
-            if (tn_fast(m, sh)) {
-                const tn_fast_t f = tn_fast_of(&q, m, sh, 0);
-                out[px * cout + o] = tn_fast_out(&q, acc_a, &f, 0);
-                out[(px + 1) * cout + o] = tn_fast_out(&q, acc_b, &f, 0);
+        int8_t *ya = out + px * cout, *yb = ya + cout;
+        /* The last channel alone is computed twice when cout is odd. */
+        for (int32_t o = 0; o < cout; o += 2) {
+            const int32_t o1 = o + 1 < cout ? o + 1 : o;
+            const int8_t *w0 = p->weight + o * len;
+            int32_t acc[4] = {q.bias[o], q.bias[o1], q.bias[o], q.bias[o1]};
+            tn_dot_col2x2(col_a, col_b, w0, p->weight + o1 * len, len, acc);
+            const int32_t m0 = q.mult[o], m1 = q.mult[o1], s0 = q.shift[o], s1 = q.shift[o1];
+            const int two = o1 != o;
+            if (tn_fast(m0, s0) && tn_fast(m1, s1)) {
+                const tn_fast_t f0 = tn_fast_of(&q, m0, s0, 1), f1 = tn_fast_of(&q, m1, s1, 1);
+                ya[o] = tn_fast_out_folded(acc[0], &f0, q.act_min, q.act_max, full);
+                yb[o] = tn_fast_out_folded(acc[2], &f0, q.act_min, q.act_max, full);
+                if (two) {
+                    ya[o1] = tn_fast_out_folded(acc[1], &f1, q.act_min, q.act_max, full);
+                    yb[o1] = tn_fast_out_folded(acc[3], &f1, q.act_min, q.act_max, full);
+                }
             } else {
-                out[px * cout + o] = tn_out(&q, acc_a, m, sh);
-                out[(px + 1) * cout + o] = tn_out(&q, acc_b, m, sh);
+                ya[o] = tn_out(&q, acc[0], m0, s0);
+                yb[o] = tn_out(&q, acc[2], m0, s0);
+                if (two) {
+                    ya[o1] = tn_out(&q, acc[1], m1, s1);
+                    yb[o1] = tn_out(&q, acc[3], m1, s1);
+                }
             }
         }
     }
+#endif
     for (; px < n; px++) {
         tn_im2col(p, in, px / p->out_w, px % p->out_w, col_a);
         for (int32_t o = 0; o < cout; o++) out[px * cout + o] = tn_conv_out(&q, tn_dot_col(col_a, p->weight + o * len, len, q.bias[o]), o);
     }
+    (void)col_b;
 }
 
 /* ---- depthwise convolution ----------------------------------------------------------------- */
 
-/* One output channel plane from the padded int16 input plane (row pitch pw), kernel K known at
- * compile time so the taps unroll and the weights stay in registers. */
+/* The padded plane holds the raw input values, the padding the raw zero point (-in_offset): a
+ * tap then contributes w * x_raw, and the missing w * in_offset of every tap (padding included,
+ * where x_raw + in_offset = 0) is in the bias, which the code generator stores as bias +
+ * in_offset * sum(w). Copying a value is then a load and a store, two at a time as one word. */
+
+/* One output channel plane from the padded int16 plane (row pitch pw), kernel K known at compile
+ * time so the taps unroll and the weights stay in registers; any output stage. */
 #define TN_DW_MAX_K 7
-TN_INLINE void tn_dw_plane(const tn_out_t *q, int32_t out_h, int32_t out_w, int32_t s, int32_t C, const int16_t *plane, int32_t pw,
-                           const int16_t *wk, int32_t c, int8_t *out, const int32_t K) {
-    const int32_t bias = q->bias[c], m = q->mult[c], sh = q->shift[c];
-    const int fast = tn_fast(m, sh);
-    const tn_fast_t f = tn_fast_of(q, fast ? m : 1 << 30, fast ? sh : -1, 1);
+TN_INLINE int32_t tn_dw_acc(const int16_t *r, int32_t pw, const int16_t *wk, int32_t acc, const int32_t K) {
+#pragma GCC unroll 7
+    for (int32_t ky = 0; ky < K; ky++, r += pw) {
+        const int16_t *wr = wk + ky * (TN_DW_MAX_K + 1);
+        int32_t kx = 0;
+#if TN_DSP
+#pragma GCC unroll 3
+        for (; kx + 1 < K; kx += 2) acc = __smlad((int32_t)tn_ld32(r + kx), (int32_t)tn_ld32(wr + kx), acc);
+#endif
+#pragma GCC unroll 7
+        for (; kx < K; kx++) acc += (int32_t)r[kx] * wr[kx];
+    }
+    return acc;
+}
+
+/* Any channel: the general output stage. */
+TN_INLINE void tn_dw_plane_k(const tn_out_t *q, int32_t out_h, int32_t out_w, int32_t s, int32_t C, const int16_t *plane, int32_t pw,
+                             const int16_t *wk, int32_t bias, int32_t c, int8_t *out, const int32_t K) {
+    const int32_t m = q->mult[c], sh = q->shift[c];
     for (int32_t oy = 0; oy < out_h; oy++) {
         const int16_t *row0 = plane + oy * s * pw;
         int8_t *y = out + (oy * out_w) * C + c;
-        for (int32_t ox = 0; ox < out_w; ox++, y += C) {
-            const int16_t *r = row0 + ox * s;
-            int32_t acc = bias;
-#pragma GCC unroll 7
-            for (int32_t ky = 0; ky < K; ky++, r += pw) {
-                const int16_t *wr = wk + ky * (TN_DW_MAX_K + 1);
-                int32_t kx = 0;
-#if TN_DSP
-#pragma GCC unroll 3
-                for (; kx + 1 < K; kx += 2) acc = __smlad((int32_t)tn_ld32(r + kx), (int32_t)tn_ld32(wr + kx), acc);
-#endif
-#pragma GCC unroll 7
-                for (; kx < K; kx++) acc += (int32_t)r[kx] * wr[kx];
-            }
-            *y = fast ? tn_fast_out(q, acc, &f, 1) : tn_out_inline(q, acc, m, sh);
-        }
+        for (int32_t ox = 0; ox < out_w; ox++, y += C) *y = tn_out_inline(q, tn_dw_acc(row0 + ox * s, pw, wk, bias, K), m, sh);
     }
 }
+
+/* With the DSP fast stage this serves only the rare channels it does not take, so one copy for
+ * every kernel size; the plain C path runs every channel here, with the taps unrolled per size. */
+static void tn_dw_plane(const tn_out_t *q, int32_t out_h, int32_t out_w, int32_t s, int32_t C, const int16_t *plane, int32_t pw,
+                        const int16_t *wk, int32_t bias, int32_t c, int8_t *out, int32_t K) {
+#if !TN_DSP
+    switch (K) {
+    case 3: tn_dw_plane_k(q, out_h, out_w, s, C, plane, pw, wk, bias, c, out, 3); return;
+    case 5: tn_dw_plane_k(q, out_h, out_w, s, C, plane, pw, wk, bias, c, out, 5); return;
+    case 7: tn_dw_plane_k(q, out_h, out_w, s, C, plane, pw, wk, bias, c, out, 7); return;
+    default: break;
+    }
+#endif
+    tn_dw_plane_k(q, out_h, out_w, s, C, plane, pw, wk, bias, c, out, K);
+}
+
+#if TN_DSP
+/* The accumulators of two horizontally adjacent outputs, whose windows start at r and r + s: each
+ * weight pair is loaded once for both (the second window's pairs are unaligned loads). */
+TN_INLINE void tn_dw_acc2(const int16_t *r, int32_t s, int32_t pw, const int16_t *wk, int32_t *acc0, int32_t *acc1, const int32_t K) {
+    int32_t a0 = *acc0, a1 = *acc1;
+    const int16_t *r1 = r + s;
+#pragma GCC unroll 7
+    for (int32_t ky = 0; ky < K; ky++, r += pw, r1 += pw) {
+        const int16_t *wr = wk + ky * (TN_DW_MAX_K + 1);
+#pragma GCC unroll 3
+        for (int32_t kx = 0; kx + 1 < K; kx += 2) {
+            const int32_t w = (int32_t)tn_ld32(wr + kx);
+            a0 = __smlad((int32_t)tn_ld32(r + kx), w, a0);
+            a1 = __smlad((int32_t)tn_ld32(r1 + kx), w, a1);
+        }
+        const int32_t w = wr[K - 1];
+        a0 += (int32_t)r[K - 1] * w;
+        a1 += (int32_t)r1[K - 1] * w;
+    }
+    *acc0 = a0, *acc1 = a1;
+}
+
+/* A channel of the fast output stage with the whole int8 range as its clamp (every ReLU6 or linear
+ * layer of a calibrated network): offset folded, one SSAT; two outputs per step. */
+/* The shape of a layer's channel planes, shared by its channels' calls. */
+typedef struct {
+    int32_t out_h, out_w, s, C, pw;
+    const int16_t *plane;
+} tn_dw_shape_t;
+
+TN_INLINE void tn_dw_plane_fast(const tn_dw_shape_t *g, const int16_t *wk, int32_t bias, const tn_fast_t *fp, int8_t *y, const int32_t K) {
+    const tn_fast_t f = *fp;
+    const int32_t out_h = g->out_h, out_w = g->out_w, s = g->s, C = g->C, pw = g->pw;
+    const int16_t *plane = g->plane;
+    const int32_t row_step = s * pw, skip = C * out_w;
+    for (int32_t oy = out_h; oy > 0; oy--, plane += row_step, y += skip) {
+        const int16_t *r = plane;
+        int8_t *yy = y;
+        int32_t ox = out_w;
+        for (; ox > 1; ox -= 2, r += 2 * s, yy += 2 * C) {
+            int32_t a0 = bias, a1 = bias;
+            tn_dw_acc2(r, s, pw, wk, &a0, &a1, K);
+            yy[0] = tn_fast_out_folded(a0, &f, -128, 127, 1);
+            yy[C] = tn_fast_out_folded(a1, &f, -128, 127, 1);
+        }
+        if (ox) *yy = tn_fast_out_folded(tn_dw_acc(r, pw, wk, bias, K), &f, -128, 127, 1);
+    }
+}
+
+/* One function per kernel size: each gets the whole register file (inlined into tn_depthwise's
+ * channel loop, the row data and weights were spilled to the stack), and no pre-allocation
+ * scheduling, which hoisted loads until they spilled. */
+#define TN_DW_FAST_K(K)                                                                                                          \
+    static __attribute__((noinline, optimize("no-schedule-insns"))) void tn_dw_fast##K(const tn_dw_shape_t *g, const int16_t *wk, \
+                                                                                     int32_t bias, const tn_fast_t *fp, int8_t *y) { \
+        tn_dw_plane_fast(g, wk, bias, fp, y, K);                                                                               \
+    }
+TN_DW_FAST_K(3)
+TN_DW_FAST_K(5)
+TN_DW_FAST_K(7)
+#undef TN_DW_FAST_K
+#endif
 
 void tn_depthwise(const tn_conv_t *p, const int8_t *in, int8_t *out, int16_t *scratch) {
     const tn_out_t q = tn_out_of(p);
@@ -341,24 +568,43 @@ void tn_depthwise(const tn_conv_t *p, const int8_t *in, int8_t *out, int16_t *sc
     /* Input rows / columns that any tap reads. */
     const int32_t rows = p->in_h < ph - p->pad_top ? p->in_h : ph - p->pad_top;
     const int32_t cols = p->in_w < pw - p->pad_left ? p->in_w : pw - p->pad_left;
+#if TN_DSP
+    const int full = q.act_min == -128 && q.act_max == 127;
+    const tn_dw_shape_t g = {oh, ow, s, C, pw, scratch};
+#endif
     /* Weights of one channel as int16, one row of TN_DW_MAX_K + 1 per kernel row. */
     int16_t wk[TN_DW_MAX_K * (TN_DW_MAX_K + 1)] __attribute__((aligned(4)));
-    /* The padding border is zero for every channel: clear the plane once. */
-    memset(scratch, 0, (size_t)ph * (size_t)pw * sizeof(int16_t));
+    /* The padding border is the raw zero point for every channel: fill the plane once. */
+    for (int32_t i = 0, n = ph * pw; i < n; i++) scratch[i] = (int16_t)-in_offset;
     for (int32_t c = 0; c < C; c++) {
         for (int32_t y = 0; y < rows; y++) {
             const int8_t *x = in + (y * in_w) * C + c;
             int16_t *d = scratch + (y + pad_top) * pw + pad_left;
-            for (int32_t xx = 0; xx < cols; xx++) d[xx] = (int16_t)(x[xx * C] + in_offset);
+            int32_t xx = 0;
+#if TN_DSP
+            for (; xx + 1 < cols; xx += 2, x += 2 * C) {
+                const uint32_t pair = ((uint32_t)(int32_t)x[0] & 0xffffu) | ((uint32_t)(int32_t)x[C] << 16);
+                memcpy(d + xx, &pair, 4);
+            }
+#endif
+            for (; xx < cols; xx++, x += C) d[xx] = x[0];
         }
         for (int32_t ky = 0; ky < k; ky++)
             for (int32_t kx = 0; kx < k; kx++) wk[ky * (TN_DW_MAX_K + 1) + kx] = weight[(ky * k + kx) * C + c];
-        switch (k) {
-        case 3: tn_dw_plane(&q, oh, ow, s, C, scratch, pw, wk, c, out, 3); break;
-        case 5: tn_dw_plane(&q, oh, ow, s, C, scratch, pw, wk, c, out, 5); break;
-        case 7: tn_dw_plane(&q, oh, ow, s, C, scratch, pw, wk, c, out, 7); break;
-        default: tn_dw_plane(&q, oh, ow, s, C, scratch, pw, wk, c, out, k); break;
+        const int32_t bias = q.bias[c];
+#if TN_DSP
+        const int32_t m = q.mult[c], sh = q.shift[c];
+        if (full && tn_fast(m, sh)) {
+            const tn_fast_t f = tn_fast_of(&q, m, sh, 1);
+            switch (k) {
+            case 3: tn_dw_fast3(&g, wk, bias, &f, out + c); continue;
+            case 5: tn_dw_fast5(&g, wk, bias, &f, out + c); continue;
+            case 7: tn_dw_fast7(&g, wk, bias, &f, out + c); continue;
+            default: break;
+            }
         }
+#endif
+        tn_dw_plane(&q, oh, ow, s, C, scratch, pw, wk, bias, c, out, k);
     }
 }
 
@@ -368,42 +614,57 @@ void tn_depthwise(const tn_conv_t *p, const int8_t *in, int8_t *out, int16_t *sc
 /* MultiplyByQuantizedMultiplier(x, m, -e) for m in [2^30, 2^31), e in 0..23 and |x| < 2^29
  * (m2 = 2m read as a signed word; rnd = 2^(e-1) and smask = -1 for e > 0, both 0 for e = 0):
  * the SMMULR identity of tn_fast_out, and here the rounding sum cannot overflow (|y| <= |x|), so
- * it is exact without saturation. */
+ * it is exact without saturation. rnd may also carry an offset o * 2^e with |o| <= 128: the sum
+ * then stays below 2^29 + 2^30 + 2^22 < 2^31 in magnitude, and the shift adds o exactly. */
 TN_INLINE int32_t tn_fast_rq(int32_t x, int32_t m2, int32_t e, int32_t rnd, int32_t smask) {
     const int32_t y = tn_smmulr(x, m2) + x;
     return (y + rnd + ((y >> 31) & smask)) >> e;
 }
 
-/* Whether (m, shift) suits tn_fast_rq: the larger-scale input of an add has multiplier 0.5
- * exactly, i.e. shift 0. */
+/* Whether (m, shift) suits tn_fast_rq. */
 TN_INLINE int tn_fast_add(int32_t m, int32_t shift) {
     return m >= (1 << 30) && shift <= 0 && shift >= -23;
 }
 
-/* The add with all three requantisations in the fast form: the inputs' (v + offset) * 2^20 stay
- * below 2^28 in magnitude, their requantised sum below 2^29. */
-static void tn_add_fast(const tn_add_t *p, const int8_t *a, const int8_t *b, int8_t *out) {
-#define TN_RQ_CONSTS(m, sh, M, E, R, S)                   \
-    const int32_t M = (int32_t)((uint32_t)(m) << 1), E = -(sh); \
-    const int32_t R = E > 0 ? 1 << (E - 1) : 0, S = E > 0 ? -1 : 0
-    TN_RQ_CONSTS(p->in1_mult, p->in1_shift, m1, e1, r1, s1);
-    TN_RQ_CONSTS(p->in2_mult, p->in2_shift, m2, e2, r2, s2);
-    TN_RQ_CONSTS(p->out_mult, p->out_shift, mo, eo, ro, so);
-#undef TN_RQ_CONSTS
-    const int32_t o1 = p->in1_offset, o2 = p->in2_offset, oo = p->out_offset, lo = p->act_min, hi = p->act_max;
-    for (uint32_t i = 0, n = p->size; i < n; i++) {
-        const int32_t x1 = tn_fast_rq((a[i] + o1) * (1 << 20), m1, e1, r1, s1);
-        const int32_t x2 = tn_fast_rq((b[i] + o2) * (1 << 20), m2, e2, r2, s2);
-        out[i] = tn_clamp(tn_fast_rq(x1 + x2, mo, eo, ro, so) + oo, lo, hi);
+/* The add when input 1 has multiplier exactly 0.5 (shift 0; TFLite gives it to the input of
+ * larger scale, so one of the two always has it), input 2 and the output suit tn_fast_rq with a
+ * right shift of at least 1, and the clamp is the whole int8 range (an add without activation):
+ * - input 1: SaturatingRoundingDoublingHighMul((v + o1) * 2^20, 2^30) = (v + o1) * 2^19 exactly
+ *   (the product is a multiple of 2^31 plus nothing to round), then a shift by 0: shifted adds;
+ * - input 2 and the output: tn_fast_rq, the output offset folded into the rounding constant;
+ * - the clamp: one SSAT.
+ * The inputs' (v + offset) * 2^20 stay below 2^28 in magnitude, their requantised sum below 2^29. */
+static void tn_add_half(const tn_add_t *p, const int8_t *a, const int8_t *b, int8_t *out) {
+    const int32_t c1 = p->in1_offset * (1 << 19), c2 = p->in2_offset * (1 << 20);
+    const int32_t m2 = (int32_t)((uint32_t)p->in2_mult << 1), e2 = -p->in2_shift, r2 = 1 << (e2 - 1);
+    const int32_t mo = (int32_t)((uint32_t)p->out_mult << 1), eo = -p->out_shift;
+    const int32_t ro = (1 << (eo - 1)) + p->out_offset * (1 << eo);
+    for (const int8_t *end = a + p->size; a < end;) {
+        const int32_t x2 = tn_fast_rq(c2 + *b++ * (1 << 20), m2, e2, r2, -1);
+        *out++ = (int8_t)__ssat(tn_fast_rq(x2 + c1 + *a++ * (1 << 19), mo, eo, ro, -1), 8);
     }
+}
+
+/* Whether (in1, in2, out) take tn_add_half. */
+TN_INLINE int tn_add_half_ok(int32_t m1, int32_t s1, int32_t m2, int32_t s2, const tn_add_t *p) {
+    return m1 == (1 << 30) && s1 == 0 && tn_fast_add(m2, s2) && s2 <= -1 && tn_fast_add(p->out_mult, p->out_shift) && p->out_shift <= -1 &&
+           p->act_min == -128 && p->act_max == 127;
 }
 #endif
 
 void tn_add(const tn_add_t *params, const int8_t *a, const int8_t *b, int8_t *out) {
     const tn_add_t q = *params, *const p = &q; /* a local copy: int8 stores may alias *params */
 #if TN_DSP
-    if (tn_fast_add(p->in1_mult, p->in1_shift) && tn_fast_add(p->in2_mult, p->in2_shift) && tn_fast_add(p->out_mult, p->out_shift)) {
-        tn_add_fast(p, a, b, out);
+    if (tn_add_half_ok(q.in1_mult, q.in1_shift, q.in2_mult, q.in2_shift, p)) {
+        tn_add_half(p, a, b, out);
+        return;
+    }
+    if (tn_add_half_ok(q.in2_mult, q.in2_shift, q.in1_mult, q.in1_shift, p)) {
+        /* The sum is symmetric: swap the inputs with their parameters. */
+        tn_add_t s = q;
+        s.in1_offset = q.in2_offset, s.in1_mult = q.in2_mult, s.in1_shift = q.in2_shift;
+        s.in2_offset = q.in1_offset, s.in2_mult = q.in1_mult, s.in2_shift = q.in1_shift;
+        tn_add_half(&s, b, a, out);
         return;
     }
 #endif
@@ -433,18 +694,39 @@ TN_INLINE int32_t tn_requant_single(int32_t x, int32_t mult, int32_t shift) {
 }
 
 void tn_fully_connected(const tn_fc_t *p, const int8_t *in, int8_t *out) {
-    const int32_t cin = p->in_c;
-    for (int32_t o = 0; o < p->out_c; o++) {
-        const int8_t *w = p->weight + o * cin;
-        int32_t acc = p->bias[o], i = 0;
+    const int32_t cin = p->in_c, cout = p->out_c;
 #if TN_DSP
-        for (; i + 3 < cin; i += 4) {
-            uint32_t x = tn_ld32(in + i), u = tn_ld32(w + i);
-            acc = __smlad(__sxtb16(x), __sxtb16(u), acc);
-            acc = __smlad(tn_sxtb16_ror8(x), tn_sxtb16_ror8(u), acc);
+    /* Two outputs per step (the last alone computed twice when cout is odd): each input word is
+     * loaded and sign-extended once for both. */
+    for (int32_t o = 0; o < cout; o += 2) {
+        const int8_t *w0 = p->weight + o * cin, *w1 = o + 1 < cout ? w0 + cin : w0;
+        int32_t a0 = p->bias[o], a1 = p->bias[o + 1 < cout ? o + 1 : o], i = 0;
+#define TN_FC_QUARTET(j)                                                                              \
+    do {                                                                                              \
+        const uint32_t x = tn_ld32(in + i + (j)), u = tn_ld32(w0 + i + (j)), v = tn_ld32(w1 + i + (j)); \
+        const int32_t xe = __sxtb16(x), xo = tn_sxtb16_ror8(x);                                       \
+        a0 = __smlad(xe, __sxtb16(u), a0);                                                            \
+        a0 = __smlad(xo, tn_sxtb16_ror8(u), a0);                                                      \
+        a1 = __smlad(xe, __sxtb16(v), a1);                                                            \
+        a1 = __smlad(xo, tn_sxtb16_ror8(v), a1);                                                      \
+    } while (0)
+        for (; i + 7 < cin; i += 8) {
+            TN_FC_QUARTET(0);
+            TN_FC_QUARTET(4);
         }
-#endif
-        acc = tn_dot8(in + i, w + i, cin - i, acc);
+        if (i + 3 < cin) {
+            TN_FC_QUARTET(0);
+            i += 4;
+        }
+#undef TN_FC_QUARTET
+        for (; i < cin; i++) a0 += in[i] * w0[i], a1 += in[i] * w1[i];
+        out[o] = tn_clamp(tn_requant_single(a0, p->mult, p->shift) + p->out_offset, p->act_min, p->act_max);
+        if (o + 1 < cout) out[o + 1] = tn_clamp(tn_requant_single(a1, p->mult, p->shift) + p->out_offset, p->act_min, p->act_max);
+    }
+#else
+    for (int32_t o = 0; o < cout; o++) {
+        const int32_t acc = tn_dot8(in, p->weight + o * cin, cin, p->bias[o]);
         out[o] = tn_clamp(tn_requant_single(acc, p->mult, p->shift) + p->out_offset, p->act_min, p->act_max);
     }
+#endif
 }

@@ -21,7 +21,7 @@ typedef struct {
     int16_t out_offset; /* the output zero point */
     int16_t act_min, act_max;
     const int8_t *weight;   /* dense: [out_c][k][k][in_c]; depthwise: [k][k][c] */
-    const int32_t *bias;    /* per output channel; 1x1: in_offset * sum(weights) folded in */
+    const int32_t *bias;    /* per output channel; 1x1 and depthwise: in_offset * sum(weights) folded in */
     const int32_t *mult;    /* per output channel Q31 multiplier */
     const int32_t *shift;   /* per output channel power-of-two exponent */
 } tn_conv_t;
@@ -48,7 +48,7 @@ typedef struct {
 void tn_pointwise(const tn_conv_t *p, const int8_t *in, int8_t *out);
 /* kxk dense convolution; scratch: 2 int16 columns of k*k*in_c (4*k*k*in_c bytes). */
 void tn_conv(const tn_conv_t *p, const int8_t *in, int8_t *out, int16_t *scratch);
-/* Depthwise convolution, channel by channel through one zero-padded int16 plane
+/* Depthwise convolution, channel by channel through one padded int16 plane
  * (scratch: 2*((out_h-1)*stride+k)*((out_w-1)*stride+k) bytes). `out` may equal `in`
  * (in-place): output (pixel, c) overwrites input (pixel, c), already copied to the plane. */
 void tn_depthwise(const tn_conv_t *p, const int8_t *in, int8_t *out, int16_t *scratch);

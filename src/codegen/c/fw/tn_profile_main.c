@@ -106,10 +106,12 @@ static void tn_setup(const tn_prof_cfg_t *c) {
         tn_conv_p.pad_top = c->pad_top;
         tn_conv_p.pad_left = c->pad_left;
         tn_conv_p.in_offset = 9;
-        tn_conv_p.out_offset = -6;
-        /* ReLU6 of an output with zero point -6 and scale ~0.05: [-6, 114]. */
-        tn_conv_p.act_min = -6;
-        tn_conv_p.act_max = 114;
+        /* ReLU6 of a calibrated output: its observed range [0, max <= 6] puts the zero point at
+         * -128 and 6.0 at or beyond 127, so the clamp is all of int8 (what export::quantize gives
+         * every ReLU6 layer, and the linear ones too). */
+        tn_conv_p.out_offset = -128;
+        tn_conv_p.act_min = -128;
+        tn_conv_p.act_max = 127;
         tn_conv_p.weight = tn_weights;
         tn_conv_p.bias = tn_bias;
         tn_conv_p.mult = tn_mult;
