@@ -34,7 +34,7 @@ pub struct EngineProfile {
 
 impl Default for EngineProfile {
     fn default() -> Self {
-        EngineProfile { align: 4, in_place_depthwise: true, code_flash: 9076, per_layer_flash: 58, runtime_sram: 1024 }
+        EngineProfile { align: 4, in_place_depthwise: true, code_flash: 9844, per_layer_flash: 58, runtime_sram: 1024 }
     }
 }
 

@@ -455,6 +455,16 @@ void tn_conv(const tn_conv_t *p, const int8_t *in, int8_t *out, int16_t *scratch
 /* One output channel plane from the padded int16 plane (row pitch pw), kernel K known at compile
  * time so the taps unroll and the weights stay in registers; any output stage. */
 #define TN_DW_MAX_K 7
+
+/* A channel's k x k weights (every C-th byte from w) as int16, one row of TN_DW_MAX_K + 1 per
+ * kernel row; unrolled where K is a constant. */
+TN_INLINE void tn_dw_weights(int16_t *wk, const int8_t *w, int32_t C, const int32_t K) {
+#pragma GCC unroll 7
+    for (int32_t ky = 0; ky < K; ky++)
+#pragma GCC unroll 7
+        for (int32_t kx = 0; kx < K; kx++, w += C) wk[ky * (TN_DW_MAX_K + 1) + kx] = *w;
+}
+
 TN_INLINE int32_t tn_dw_acc(const int16_t *r, int32_t pw, const int16_t *wk, int32_t acc, const int32_t K) {
 #pragma GCC unroll 7
     for (int32_t ky = 0; ky < K; ky++, r += pw) {
@@ -549,8 +559,10 @@ TN_INLINE void tn_dw_plane_fast(const tn_dw_shape_t *g, const int16_t *wk, int32
  * channel loop, the row data and weights were spilled to the stack), and no pre-allocation
  * scheduling, which hoisted loads until they spilled. */
 #define TN_DW_FAST_K(K)                                                                                                          \
-    static __attribute__((noinline, optimize("no-schedule-insns"))) void tn_dw_fast##K(const tn_dw_shape_t *g, const int16_t *wk, \
+    static __attribute__((noinline, optimize("no-schedule-insns"))) void tn_dw_fast##K(const tn_dw_shape_t *g, const int8_t *w,  \
                                                                                      int32_t bias, const tn_fast_t *fp, int8_t *y) { \
+        int16_t wk[TN_DW_MAX_K * (TN_DW_MAX_K + 1)] __attribute__((aligned(4)));                                               \
+        tn_dw_weights(wk, w, g->C, K);                                                                                         \
         tn_dw_plane_fast(g, wk, bias, fp, y, K);                                                                               \
     }
 TN_DW_FAST_K(3)
@@ -589,21 +601,20 @@ void tn_depthwise(const tn_conv_t *p, const int8_t *in, int8_t *out, int16_t *sc
 #endif
             for (; xx < cols; xx++, x += C) d[xx] = x[0];
         }
-        for (int32_t ky = 0; ky < k; ky++)
-            for (int32_t kx = 0; kx < k; kx++) wk[ky * (TN_DW_MAX_K + 1) + kx] = weight[(ky * k + kx) * C + c];
         const int32_t bias = q.bias[c];
 #if TN_DSP
         const int32_t m = q.mult[c], sh = q.shift[c];
         if (full && tn_fast(m, sh)) {
             const tn_fast_t f = tn_fast_of(&q, m, sh, 1);
             switch (k) {
-            case 3: tn_dw_fast3(&g, wk, bias, &f, out + c); continue;
-            case 5: tn_dw_fast5(&g, wk, bias, &f, out + c); continue;
-            case 7: tn_dw_fast7(&g, wk, bias, &f, out + c); continue;
+            case 3: tn_dw_fast3(&g, weight + c, bias, &f, out + c); continue;
+            case 5: tn_dw_fast5(&g, weight + c, bias, &f, out + c); continue;
+            case 7: tn_dw_fast7(&g, weight + c, bias, &f, out + c); continue;
             default: break;
             }
         }
 #endif
+        tn_dw_weights(wk, weight + c, C, k);
         tn_dw_plane(&q, oh, ow, s, C, scratch, pw, wk, bias, c, out, k);
     }
 }
