@@ -86,6 +86,11 @@ fn inspect_patches_lowers_the_peak_and_names_bad_schedules() {
     assert!(out.contains("patch-based inference 4x4@s1.b0.project: 16 tiles"), "{out}");
     assert!(out.contains("(+10.0% recomputed)") && out.contains("SRAM 1.34 MiB per-layer -> 306.5 KiB patch-based"), "{out}");
     assert!(out.contains("fits (patch-based)"), "{out}");
+    // The latency estimate from the shipped table: the stage's tiles cost more than the stage.
+    let line = out.lines().find(|l| l.starts_with("latency ")).unwrap_or_else(|| panic!("no latency line: {out}"));
+    let ms: Vec<f64> = line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    assert!(ms.len() >= 2 && ms[1] > ms[0], "{line}");
+    assert!(line.contains("table stm32f746.csv") && line.contains("estimate"), "{line}");
     // Without patches the same budget is broken.
     let o = nas(&["inspect", arch, "--sram", "320k", "--flash", "4m"], &repo());
     assert_eq!(o.status.code(), Some(1));
@@ -94,6 +99,7 @@ fn inspect_patches_lowers_the_peak_and_names_bad_schedules() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(v["patches"]["sram"].as_u64().unwrap() <= 320 * 1024);
     assert!(v["patches"]["tried"].as_u64().unwrap() > 10);
+    assert!(v["patched_latency"]["patched_ms"].as_f64().unwrap() > v["patched_latency"]["per_layer_ms"].as_f64().unwrap());
     for (spec, says) in [
         ("4x4@s0.b1.project", "the output of s0.b0.project is read by s0.b1.add"),
         ("4x2@3", "square"),

@@ -56,6 +56,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
     let engine = EngineProfile { align: args.align, in_place_depthwise: !args.no_in_place, ..EngineProfile::default() };
     let report = CostModel::new(engine).report(&net);
     let patches = args.patches.as_ref().map(|spec| patch::report(&net, &engine, spec, sram_budget)).transpose()?;
+    let latency = match patches.as_ref().and_then(|p| p.plan.as_ref()) {
+        Some(plan) => crate::latency::model::patched_latency(&net, plan, board)?,
+        None => None,
+    };
     let sram = patches.as_ref().map_or(report.sram, |p| p.sram);
     let fits_sram = sram <= sram_budget;
     let fits_flash = report.flash.total <= flash_budget;
@@ -70,6 +74,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
             "layers": layer_rows(&net, &report),
             "placements": report.plan.placements,
             "patches": patches,
+            "patched_latency": latency,
         });
         println!("{}", serde_json::to_string_pretty(&v).context("serialising report")?);
     } else {
@@ -97,6 +102,17 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
         if let Some(p) = &patches {
             println!();
             print!("{}", p.render(&net));
+        }
+        if let Some(l) = &latency {
+            println!(
+                "latency {:.1} ms per-layer -> {:.1} ms patch-based ({:+.1}%; the stage {:.1} -> {:.1} ms, tiles at the per-op fit of the {})",
+                l.per_layer_ms,
+                l.patched_ms,
+                100.0 * (l.patched_ms / l.per_layer_ms - 1.0),
+                l.stage_ms.0,
+                l.stage_ms.1,
+                l.source
+            );
         }
         let verdict = |ok: bool| if ok { "fits" } else { "DOES NOT FIT" };
         println!(

@@ -4,6 +4,7 @@ use super::fit::{OpFit, fit_table};
 use super::key::{Op, OpKey};
 use super::table::{LatencyTable, Provenance, Unit};
 use crate::board::Board;
+use crate::cost::patch::{PatchPlan, TileStep};
 use crate::ir::Network;
 use crate::search::latency::{LatencyModel, MacsPerCycleModel};
 use std::collections::HashMap;
@@ -178,6 +179,29 @@ impl TableLatencyModel {
         (0..net.layers.len()).map(|i| self.layer(net, i)).collect()
     }
 
+    /// Cycles of `net` run under a patch plan, per layer in execution order: each stage layer
+    /// once per tile on that tile's shapes (the region it reads to the region it writes), the
+    /// rest per layer. Tile shapes are seldom rows of the table, so most come from the per-op
+    /// fit, whose constant term is the per-call overhead that every tile pays again; a tile
+    /// whose shapes are a row takes the row.
+    pub fn patch_layer_cycles(&self, net: &Network, plan: &PatchPlan) -> Vec<f64> {
+        let split = plan.schedule.split;
+        (0..net.layers.len())
+            .map(|i| {
+                let key = OpKey::of_layer(net, i);
+                if i >= split {
+                    return self.key_cycles(&key).0;
+                }
+                plan.tiles.iter().map(|t| self.key_cycles(&tile_key(key, &t.steps[i])).0).sum()
+            })
+            .collect()
+    }
+
+    /// Milliseconds of `cycles` at the board's clock.
+    pub fn ms(&self, cycles: f64) -> f64 {
+        cycles / (self.clock_mhz * 1e3)
+    }
+
     /// The per-op fits (op kinds with rows only).
     pub fn fits(&self) -> &[OpFit] {
         &self.fits
@@ -241,4 +265,40 @@ impl LatencyModel for TableLatencyModel {
         }
         s
     }
+}
+
+/// The key of one layer run on one tile: its read region in, its output region out.
+fn tile_key(layer: OpKey, step: &TileStep) -> OpKey {
+    OpKey { in_h: step.reads.rows.len(), in_w: step.reads.cols.len(), out_h: step.out.rows.len(), out_w: step.out.cols.len(), ..layer }
+}
+
+/// Latency of a network per layer and under a patch plan, from the board's shipped table.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PatchedLatency {
+    /// Per-layer execution, milliseconds.
+    pub per_layer_ms: f64,
+    /// Patch-based execution, milliseconds.
+    pub patched_ms: f64,
+    /// The stage alone, per layer and patch-based, milliseconds.
+    pub stage_ms: (f64, f64),
+    /// Which table and how its figures were obtained.
+    pub source: String,
+}
+
+/// [`TableLatencyModel::patch_layer_cycles`] against the per-layer cycles, with the board's
+/// shipped table (`latency_tables/<board>.csv`); `None` when the board has none.
+pub fn patched_latency(net: &Network, plan: &PatchPlan, board: &Board) -> anyhow::Result<Option<PatchedLatency>> {
+    let Some(path) = super::default_table_path(&board.name) else { return Ok(None) };
+    let mut table = LatencyTable::read_csv(&path)?;
+    table.name = path.display().to_string();
+    let model = TableLatencyModel::new(&table, board)?;
+    let base: Vec<f64> = model.layers(net).iter().map(|l| l.cycles).collect();
+    let patched = model.patch_layer_cycles(net, plan);
+    let split = plan.schedule.split;
+    Ok(Some(PatchedLatency {
+        per_layer_ms: model.ms(base.iter().sum()),
+        patched_ms: model.ms(patched.iter().sum()),
+        stage_ms: (model.ms(base[..split].iter().sum()), model.ms(patched[..split].iter().sum())),
+        source: model.short_label(),
+    }))
 }

@@ -385,3 +385,51 @@ fn shipped_space_counts() {
     let cifar = ops_of_space(&crate::space::resolve("cifar").unwrap()).len();
     assert!(mcunet > cifar && cifar > 0, "{mcunet} {cifar}");
 }
+
+#[test]
+fn patched_latency_sums_tile_steps_and_one_tile_is_the_per_layer_latency() {
+    use crate::cost::patch::{PatchSchedule, plan_patches, valid_splits};
+    use crate::cost::{EngineProfile, layer_cost};
+    let t = synthetic(&cifar_keys(), 5);
+    let m = TableLatencyModel::new(&t, &f746()).unwrap();
+    let space = crate::space::resolve("cifar").unwrap();
+    let net = crate::ir::lower(&Arch::largest(&space), &space);
+    let costs: Vec<_> = (0..net.layers.len()).map(|i| layer_cost(&net, i)).collect();
+    let split = valid_splits(&net)[3];
+    let base: Vec<f64> = m.layers(&net).iter().map(|l| l.cycles).collect();
+    // One tile reads and writes whole tensors: the same keys, the same cycles.
+    let one = plan_patches(&net, &costs, &EngineProfile::default(), PatchSchedule { tiles: 1, split }).unwrap();
+    assert_eq!(m.patch_layer_cycles(&net, &one), base);
+    // 3x3 tiles: every stage layer pays the fit's per-call constant 9 times and recomputes
+    // overlaps, so it costs more than the fit of the whole layer (the exact rows carry the
+    // synthetic table's noise, the tiles the fit); the layers after the stage are unchanged.
+    let tiled = plan_patches(&net, &costs, &EngineProfile::default(), PatchSchedule { tiles: 3, split }).unwrap();
+    let cycles = m.patch_layer_cycles(&net, &tiled);
+    for i in 0..net.layers.len() {
+        let key = OpKey::of_layer(&net, i);
+        if i < split {
+            let whole = m.fits().iter().find(|f| f.op == key.op).unwrap().cycles(&key);
+            assert!(cycles[i] > whole, "layer {i}: {} vs {whole}", cycles[i]);
+        } else {
+            assert_eq!(cycles[i], base[i], "layer {i}");
+        }
+    }
+    // Each stage layer's figure is the sum of its tiles' keys.
+    let i = split - 1;
+    let by_hand: f64 = tiled
+        .tiles
+        .iter()
+        .map(|tile| {
+            let s = &tile.steps[i];
+            let key = OpKey {
+                in_h: s.reads.rows.len(),
+                in_w: s.reads.cols.len(),
+                out_h: s.out.rows.len(),
+                out_w: s.out.cols.len(),
+                ..OpKey::of_layer(&net, i)
+            };
+            m.key_cycles(&key).0
+        })
+        .sum();
+    assert_eq!(cycles[i], by_hand);
+}
