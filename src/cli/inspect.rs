@@ -31,9 +31,9 @@ pub(crate) struct Args {
     #[arg(long)]
     no_in_place: bool,
     /// Patch-based inference (MCUNetV2): `PxP@LAYER` runs layers up to LAYER (a name or index
-    /// from the table) tile by tile on a PxP grid; `auto` picks the schedule with the fewest
-    /// MACs that fits the SRAM budget, `min-sram` the lowest peak. The verdict then uses the
-    /// patch-based SRAM.
+    /// from the table) tile by tile on a PxP grid; `auto` picks the schedule with the lowest
+    /// estimated latency (the board's latency table; without one, the fewest MACs) that fits the
+    /// SRAM budget, `min-sram` the lowest peak. The verdict then uses the patch-based SRAM.
     #[arg(long)]
     patches: Option<PatchSpec>,
     /// Print JSON instead of a table.
@@ -55,11 +55,19 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
     let net = crate::ir::lower(&arch, &space);
     let engine = EngineProfile { align: args.align, in_place_depthwise: !args.no_in_place, ..EngineProfile::default() };
     let report = CostModel::new(engine).report(&net);
-    let patches = args.patches.as_ref().map(|spec| patch::report(&net, &engine, spec, sram_budget)).transpose()?;
-    let latency = match patches.as_ref().and_then(|p| p.plan.as_ref()) {
-        Some(plan) => crate::latency::model::patched_latency(&net, plan, board)?,
+    // With the board's latency table, `auto` picks the fastest schedule that fits.
+    let table = match args.patches {
+        Some(_) => crate::latency::model::shipped_table_model(board)?,
         None => None,
     };
+    let net_ref = &net;
+    let by_latency = table.as_ref().map(|m| move |p: &patch::PatchPlan| m.patch_layer_cycles(net_ref, p).iter().sum::<f64>());
+    let rank = by_latency.as_ref().map(|f| f as &dyn Fn(&patch::PatchPlan) -> f64);
+    let patches = args.patches.as_ref().map(|spec| patch::report(&net, &engine, spec, sram_budget, rank)).transpose()?;
+    let latency = table
+        .as_ref()
+        .zip(patches.as_ref().and_then(|p| p.plan.as_ref()))
+        .map(|(m, plan)| crate::latency::model::patched_latency(m, &net, plan));
     let sram = patches.as_ref().map_or(report.sram, |p| p.sram);
     let fits_sram = sram <= sram_budget;
     let fits_flash = report.flash.total <= flash_budget;

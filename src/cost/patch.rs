@@ -398,6 +398,12 @@ pub struct AutoChoice {
 /// over every valid cut and `2..=max_tiles` tiles per side; per-layer execution (no
 /// recomputation) wins whenever it fits. When nothing fits, the schedule with the lowest peak.
 pub fn auto(net: &Network, engine: &EngineProfile, sram_budget: u64, max_tiles: usize) -> AutoChoice {
+    auto_by(net, engine, sram_budget, max_tiles, &|p: &PatchPlan| p.macs as f64)
+}
+
+/// [`auto`] ranking the schedules that fit by `cost` (e.g. their estimated latency) instead of
+/// their MACs; ties and the schedules that do not fit as [`auto`] does.
+pub fn auto_by(net: &Network, engine: &EngineProfile, sram_budget: u64, max_tiles: usize, cost: &dyn Fn(&PatchPlan) -> f64) -> AutoChoice {
     let costs: Vec<LayerCost> = (0..net.layers.len()).map(|i| layer_cost(net, i)).collect();
     let per_layer = plan::plan_arena(net, &costs, engine).arena_bytes + engine.runtime_sram;
     if per_layer <= sram_budget {
@@ -415,7 +421,7 @@ pub fn auto(net: &Network, engine: &EngineProfile, sram_budget: u64, max_tiles: 
                 Some((bf, b)) => match (fits, *bf) {
                     (true, false) => true,
                     (false, true) => false,
-                    (true, true) => (p.macs, p.plan.arena_bytes) < (b.macs, b.plan.arena_bytes),
+                    (true, true) => (cost(&p), p.plan.arena_bytes) < (cost(b), b.plan.arena_bytes),
                     (false, false) => (p.plan.arena_bytes, p.macs) < (b.plan.arena_bytes, b.macs),
                 },
             };
@@ -494,12 +500,20 @@ pub struct PatchReport {
 
 /// Evaluate `spec` on `net`: a fixed schedule is planned as given; `auto` picks the cheapest
 /// schedule meeting `sram_budget` (arena + runtime).
-pub fn report(net: &Network, engine: &EngineProfile, spec: &PatchSpec, sram_budget: u64) -> Result<PatchReport, PatchError> {
+/// `rank`: what `auto` minimises among the schedules that fit (default: MACs).
+pub fn report(
+    net: &Network,
+    engine: &EngineProfile,
+    spec: &PatchSpec,
+    sram_budget: u64,
+    rank: Option<&dyn Fn(&PatchPlan) -> f64>,
+) -> Result<PatchReport, PatchError> {
     let costs: Vec<LayerCost> = (0..net.layers.len()).map(|i| layer_cost(net, i)).collect();
     let per_layer_sram = plan::plan_arena(net, &costs, engine).arena_bytes + engine.runtime_sram;
+    let macs = |p: &PatchPlan| p.macs as f64;
     let (plan, tried) = match spec {
         PatchSpec::Auto => {
-            let choice = auto(net, engine, sram_budget, 4);
+            let choice = auto_by(net, engine, sram_budget, 4, rank.unwrap_or(&macs));
             (choice.plan, choice.tried)
         }
         PatchSpec::MinSram => {

@@ -285,20 +285,24 @@ pub struct PatchedLatency {
     pub source: String,
 }
 
-/// [`TableLatencyModel::patch_layer_cycles`] against the per-layer cycles, with the board's
-/// shipped table (`latency_tables/<board>.csv`); `None` when the board has none.
-pub fn patched_latency(net: &Network, plan: &PatchPlan, board: &Board) -> anyhow::Result<Option<PatchedLatency>> {
+/// The model of the board's shipped table (`latency_tables/<board>.csv`); `None` when the board
+/// has none.
+pub fn shipped_table_model(board: &Board) -> anyhow::Result<Option<TableLatencyModel>> {
     let Some(path) = super::default_table_path(&board.name) else { return Ok(None) };
     let mut table = LatencyTable::read_csv(&path)?;
     table.name = path.display().to_string();
-    let model = TableLatencyModel::new(&table, board)?;
+    Ok(Some(TableLatencyModel::new(&table, board)?))
+}
+
+/// [`TableLatencyModel::patch_layer_cycles`] against the per-layer cycles.
+pub fn patched_latency(model: &TableLatencyModel, net: &Network, plan: &PatchPlan) -> PatchedLatency {
     let base: Vec<f64> = model.layers(net).iter().map(|l| l.cycles).collect();
     let patched = model.patch_layer_cycles(net, plan);
     let split = plan.schedule.split;
-    Ok(Some(PatchedLatency {
+    PatchedLatency {
         per_layer_ms: model.ms(base.iter().sum()),
         patched_ms: model.ms(patched.iter().sum()),
         stage_ms: (model.ms(base[..split].iter().sum()), model.ms(patched[..split].iter().sum())),
         source: model.short_label(),
-    }))
+    }
 }
