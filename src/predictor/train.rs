@@ -52,11 +52,25 @@ pub struct MeasureKey {
     pub settings: String,
 }
 
+/// `n` of `len` test images, a seeded sample in file order: test archives are often stored class
+/// by class, and their first `n` images would then be a few classes only (the first 2,000 of
+/// CIFAR-10's JPEG test archive are two classes, and measured 8 points above the whole set).
+fn test_subset(len: usize, n: usize, seed: u64) -> Vec<usize> {
+    if n >= len {
+        return (0..len).collect();
+    }
+    let mut order: Vec<usize> = (0..len).collect();
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+    let mut idx = order[..n].to_vec();
+    idx.sort_unstable();
+    idx
+}
+
 /// Open `checkpoint` (run or checkpoint folder) to measure subnets, recalibrating BN on `calib`
 /// training images. With `split == Split::Train` subnets are scored on at most `max_val` of the
-/// run's held-out validation images (0 = all); with `Split::Test` on the first `max_val` images of
-/// the dataset's test split (0 = all), and calibration may use every training image (the test
-/// images are the held-out set then).
+/// run's held-out validation images (0 = all); with `Split::Test` on `max_val` of the dataset's
+/// test images (0 = all; a seeded sample, [`test_subset`]), and calibration may use every training
+/// image (the test images are the held-out set then).
 pub fn open(
     checkpoint: &Path,
     data: Option<&Path>,
@@ -79,7 +93,7 @@ pub fn open(
         let test = o.load_test()?;
         hash_dataset(&mut data, &test);
         let n = if max_val == 0 { test.len() } else { max_val.min(test.len()) };
-        let idx: Vec<usize> = (0..n).collect();
+        let idx = test_subset(test.len(), n, exp.train.seed);
         let ev = SubnetEvaluator::from_sets(o.model, space, (&test, &idx), (&o.train, &splits.calib), norm, dev);
         (ev, n, "test images")
     } else {
@@ -575,6 +589,23 @@ pub fn fit(space: &SearchSpace, pairs: &[Pair], cfg: &FitConfig, source: Predict
 
 #[cfg(test)]
 mod tests {
+    use super::test_subset;
+
+    #[test]
+    fn test_subsets_are_seeded_samples_not_the_first_images() {
+        let a = test_subset(10_000, 2000, 0);
+        assert_eq!(a.len(), 2000);
+        assert!(a.windows(2).all(|w| w[0] < w[1]), "sorted, no repeats");
+        assert_eq!(a, test_subset(10_000, 2000, 0), "deterministic");
+        // A class-sorted archive (1000 per class): every class is drawn about equally.
+        let mut per_class = [0usize; 10];
+        for i in &a {
+            per_class[i / 1000] += 1;
+        }
+        assert!(per_class.iter().all(|&c| (150..=250).contains(&c)), "{per_class:?}");
+        assert_eq!(test_subset(500, 2000, 0), (0..500).collect::<Vec<_>>());
+    }
+
     use super::*;
 
     #[test]
