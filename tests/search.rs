@@ -666,3 +666,42 @@ fn a_tampered_front_member_is_refused_by_its_readers() {
         assert!(stderr(&o).contains("100000") && stderr(&o).contains("resolution"), "{args:?}: {}", text(&o));
     }
 }
+
+/// The shipped cifar-fused supernet and predictor are the defaults of `--space cifar-fused`: a
+/// short search from the repository predicts and measures with them.
+#[test]
+fn cifar_fused_searches_with_its_shipped_supernet_and_predictor() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let o = nas(
+        repo,
+        &[
+            "search",
+            "--space",
+            "cifar-fused",
+            "--sram",
+            "50892",
+            "--flash",
+            "100864",
+            "--generations",
+            "3",
+            "--population",
+            "16",
+            "--measure",
+            "2",
+            "--no-plot",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("experiments/supernets/cifar-fused.predictor.json"), "{stdout}");
+    assert!(stdout.contains("measured on supernet") && stdout.contains("supernets/cifar-fused"), "{stdout}");
+    let p = pareto(dir.path(), "run");
+    let measured: Vec<f64> = p["members"].as_array().unwrap().iter().filter_map(|m| m["metrics"]["acc_measured"].as_f64()).collect();
+    assert_eq!(measured.len(), 2, "{measured:?}");
+    // Real accuracies of a trained supernet on 1000 test images, not chance.
+    assert!(measured.iter().all(|&a| a > 0.5), "{measured:?}");
+}
