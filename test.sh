@@ -61,13 +61,14 @@ cargo build --release --all-targets
 # free graph steps another thread is still using (tracel-ai/burn#5573), and several unit tests
 # compare gradients. The binaries never run two backward passes at once.
 cargo test --release --lib -- --test-threads=1
-# Every other target as --all-targets would run them (tests/mpi.rs needs --features mpi: above).
+# Every other target (tests/mpi.rs needs --features mpi: above). No --benches: the project has
+# no bench target, and it would run the library's unit tests again, in parallel.
 targets=()
 for f in tests/*.rs; do
     name="$(basename "$f" .rs)"
     [ "$name" = mpi ] || targets+=(--test "$name")
 done
-cargo test --release --bins "${targets[@]}" --examples --benches
+cargo test --release --bins "${targets[@]}" --examples
 cargo test --release --doc
 # The GPU backends must keep compiling (no GPU is needed to check them). The cuda feature is not
 # checked: burn's CUDA stack downloads its LLVM toolchain at build time (see README).
