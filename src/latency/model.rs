@@ -166,7 +166,7 @@ impl TableLatencyModel {
     /// Latency of one configuration.
     pub fn key_latency(&self, key: &OpKey) -> LayerLatency {
         let (cycles, source) = self.key_cycles(key);
-        LayerLatency { key: *key, cycles, latency_ms: cycles / (self.clock_mhz * 1e3), source }
+        LayerLatency { key: *key, cycles, latency_ms: self.ms(cycles), source }
     }
 
     /// Latency of layer `i` of `net`.
@@ -288,10 +288,14 @@ pub struct PatchedLatency {
 /// The model of the board's shipped table (`latency_tables/<board>.csv`); `None` when the board
 /// has none.
 pub fn shipped_table_model(board: &Board) -> anyhow::Result<Option<TableLatencyModel>> {
-    let Some(path) = super::default_table_path(&board.name) else { return Ok(None) };
-    let mut table = LatencyTable::read_csv(&path)?;
+    super::default_table_path(&board.name).map(|path| table_model(&path, board)).transpose()
+}
+
+/// The model of the table at `path` for `board`, named by its path.
+pub fn table_model(path: &Path, board: &Board) -> anyhow::Result<TableLatencyModel> {
+    let mut table = LatencyTable::read_csv(path)?;
     table.name = path.display().to_string();
-    Ok(Some(TableLatencyModel::new(&table, board)?))
+    Ok(TableLatencyModel::new(&table, board)?)
 }
 
 /// [`TableLatencyModel::patch_layer_cycles`] against the per-layer cycles.

@@ -10,7 +10,6 @@ use super::objectives::{Budget, Objective};
 use super::output::{self, Measured, RunInfo};
 use super::{Evaluator, Search, SearchConfig, SearchError};
 use crate::board::{Board, Boards};
-use crate::latency::{LatencyTable, TableLatencyModel};
 use crate::predictor::{AccuracyModel, MlpPredictor};
 use crate::run_folder::{RunFolder, Start};
 use crate::size::Human;
@@ -124,9 +123,7 @@ pub fn latency_model(table: Option<&Path>, board: &Board) -> anyhow::Result<Box<
     let Some(path) = table.map(Path::to_path_buf).or_else(|| crate::latency::default_table_path(&board.name)) else {
         return Ok(Box::new(MacsPerCycleModel::for_board(board)?));
     };
-    let mut t = LatencyTable::read_csv(&path)?;
-    t.name = path.display().to_string();
-    Ok(Box::new(TableLatencyModel::new(&t, board)?))
+    Ok(Box::new(crate::latency::model::table_model(&path, board)?))
 }
 
 /// A search ready to run: everything checked, the run folder held.

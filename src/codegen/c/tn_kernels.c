@@ -81,9 +81,8 @@ TN_INLINE int8_t tn_conv_out(const tn_out_t *q, int32_t acc, int32_t o) {
 }
 
 /* A channel's requantisation in the form of tn_fast_out: 2m read as a signed word, the right
- * shift e, and 2^(e-1), plus the output offset scaled by 2^e when `fold` (worth its two
- * instructions per channel where a channel has many outputs: the depthwise plane). Valid when
- * tn_fast(m, shift). */
+ * shift e, and 2^(e-1) plus the output offset scaled by 2^e (one add per output less). Valid
+ * when tn_fast(m, shift). */
 typedef struct {
     int32_t m2, e, rnd;
 } tn_fast_t;
@@ -94,8 +93,8 @@ TN_INLINE int tn_fast(int32_t m, int32_t shift) {
     return TN_DSP && m >= (1 << 30) && shift <= -1 && shift >= -23;
 }
 
-TN_INLINE tn_fast_t tn_fast_of(const tn_out_t *q, int32_t m, int32_t shift, const int fold) {
-    tn_fast_t f = {(int32_t)((uint32_t)m << 1), -shift, (1 << (-shift - 1)) + (fold ? (int32_t)((uint32_t)q->out_offset << -shift) : 0)};
+TN_INLINE tn_fast_t tn_fast_of(const tn_out_t *q, int32_t m, int32_t shift) {
+    tn_fast_t f = {(int32_t)((uint32_t)m << 1), -shift, (1 << (-shift - 1)) + (int32_t)((uint32_t)q->out_offset << -shift)};
     return f;
 }
 
@@ -107,24 +106,6 @@ TN_INLINE int32_t tn_smmulr(int32_t a, int32_t b) {
 }
 #endif
 
-/* tn_out for a tn_fast channel, equal to it for every accumulator:
- * - SMMULR of acc and 2m - 2^32 (2m read as a signed word, m in [2^30, 2^31)) is
- *   floor((acc*m + 2^30) / 2^31) - acc, so adding acc back gives tn_srdhm(acc, m) = y;
- * - rounding half away from zero of y / 2^e, plus the offset o, is
- *   (y + 2^(e-1) + o*2^e - [y < 0]) >> e (o*2^e is a multiple of 2^e; |o*2^e| <= 2^30). Where
- *   that sum leaves the int32 range the saturating add stops at its bound, whose shift
- *   (2^(31-e) - 1 >= 255, or -2^(31-e) <= -256, for e <= 23) the int8 clamp sends to the same
- *   end as the exact value. */
-TN_INLINE int8_t tn_fast_out(const tn_out_t *q, int32_t acc, const tn_fast_t *f, const int fold) {
-#if TN_DSP
-    int32_t y = tn_smmulr(acc, f->m2) + acc;
-    int32_t v = __qadd(y, f->rnd + (y >> 31)) >> f->e;
-    return tn_clamp(fold ? v : v + q->out_offset, q->act_min, q->act_max);
-#else
-    (void)q, (void)acc, (void)f, (void)fold;
-    return 0; /* unreachable: tn_fast is 0 without the DSP extension */
-#endif
-}
 
 #if TN_DSP
 /* 4 bytes from any address (the M4/M7 allow unaligned LDR; memcpy compiles to one). */
@@ -150,9 +131,16 @@ TN_INLINE int32_t tn_dot8(const int8_t *x, const int8_t *w, int32_t n, int32_t a
 }
 
 #if TN_DSP
-/* tn_fast_out with the output offset folded into f->rnd (tn_fast_of(.., 1)); `full`: the
- * activation range is all of int8, so one SSAT clamps. */
-TN_INLINE int8_t tn_fast_out_folded(int32_t acc, const tn_fast_t *f, int32_t lo, int32_t hi, int full) {
+/* tn_out for a tn_fast channel (the offset folded into f->rnd by tn_fast_of), equal to it for
+ * every accumulator; `full`: the activation range is all of int8, so one SSAT clamps:
+ * - SMMULR of acc and 2m - 2^32 (2m read as a signed word, m in [2^30, 2^31)) is
+ *   floor((acc*m + 2^30) / 2^31) - acc, so adding acc back gives tn_srdhm(acc, m) = y;
+ * - rounding half away from zero of y / 2^e, plus the offset o, is
+ *   (y + 2^(e-1) + o*2^e - [y < 0]) >> e (o*2^e is a multiple of 2^e; |o*2^e| <= 2^30). Where
+ *   that sum leaves the int32 range the saturating add stops at its bound, whose shift
+ *   (2^(31-e) - 1 >= 255, or -2^(31-e) <= -256, for e <= 23) the int8 clamp sends to the same
+ *   end as the exact value. */
+TN_INLINE int8_t tn_fast_out(int32_t acc, const tn_fast_t *f, int32_t lo, int32_t hi, int full) {
     int32_t y = tn_smmulr(acc, f->m2) + acc;
     int32_t v = __ssat(__qadd(y, f->rnd + (y >> 31)) >> f->e, 8);
     return (int8_t)(full ? v : tn_clamp(v, lo, hi));
@@ -233,7 +221,7 @@ TN_INLINE void tn_pw_pair(const int8_t *in, const int8_t *w, int32_t cin, int32_
             const int32_t xv = xp[0], yv = xp[cin], u = wp[0], v = wp[cin];
             a0 += xv * u, a1 += xv * v, b0 += yv * u, b1 += yv * v;
         }
-        /* The four outputs through tn_fast_out_folded (full range), in assembly too: the
+        /* The four outputs through tn_fast_out (full range), in assembly too: the
          * channels' constants are read once per pair of outputs from f0 and f1 (= f0 + 1), and
          * no output pointer is kept beyond y. */
         {
@@ -271,8 +259,8 @@ TN_INLINE void tn_pw_pair(const int8_t *in, const int8_t *w, int32_t cin, int32_
             a1 = __smlad(xo, tn_sxtb16_ror8(v), a1);
         }
         for (; i < cin; i++) a0 += x[i] * w[i], a1 += x[i] * w[cin + i];
-        y[0] = tn_fast_out_folded(a0, f0, -128, 127, 1);
-        y[1] = tn_fast_out_folded(a1, f1, -128, 127, 1);
+        y[0] = tn_fast_out(a0, f0, -128, 127, 1);
+        y[1] = tn_fast_out(a1, f1, -128, 127, 1);
     }
 }
 #endif
@@ -302,7 +290,7 @@ void tn_pointwise(const tn_conv_t *p, const int8_t *in, int8_t *out) {
             tn_pw_channel(&q, in, w + cin, cin, cout, n, out, o + 1);
             continue;
         }
-        const tn_fast_t f[2] = {tn_fast_of(&q, m0, s0, 1), tn_fast_of(&q, m1, s1, 1)};
+        const tn_fast_t f[2] = {tn_fast_of(&q, m0, s0), tn_fast_of(&q, m1, s1)};
         tn_pw_pair(in, w, cin, cout, n, out + o, q.bias[o], q.bias[o + 1], &f[0], &f[1]);
     }
 #endif
@@ -420,12 +408,12 @@ void tn_conv(const tn_conv_t *p, const int8_t *in, int8_t *out, int16_t *scratch
             const int32_t m0 = q.mult[o], m1 = q.mult[o1], s0 = q.shift[o], s1 = q.shift[o1];
             const int two = o1 != o;
             if (tn_fast(m0, s0) && tn_fast(m1, s1)) {
-                const tn_fast_t f0 = tn_fast_of(&q, m0, s0, 1), f1 = tn_fast_of(&q, m1, s1, 1);
-                ya[o] = tn_fast_out_folded(acc[0], &f0, q.act_min, q.act_max, full);
-                yb[o] = tn_fast_out_folded(acc[2], &f0, q.act_min, q.act_max, full);
+                const tn_fast_t f0 = tn_fast_of(&q, m0, s0), f1 = tn_fast_of(&q, m1, s1);
+                ya[o] = tn_fast_out(acc[0], &f0, q.act_min, q.act_max, full);
+                yb[o] = tn_fast_out(acc[2], &f0, q.act_min, q.act_max, full);
                 if (two) {
-                    ya[o1] = tn_fast_out_folded(acc[1], &f1, q.act_min, q.act_max, full);
-                    yb[o1] = tn_fast_out_folded(acc[3], &f1, q.act_min, q.act_max, full);
+                    ya[o1] = tn_fast_out(acc[1], &f1, q.act_min, q.act_max, full);
+                    yb[o1] = tn_fast_out(acc[3], &f1, q.act_min, q.act_max, full);
                 }
             } else {
                 ya[o] = tn_out(&q, acc[0], m0, s0);
@@ -548,10 +536,10 @@ TN_INLINE void tn_dw_plane_fast(const tn_dw_shape_t *g, const int16_t *wk, int32
         for (; ox > 1; ox -= 2, r += 2 * s, yy += 2 * C) {
             int32_t a0 = bias, a1 = bias;
             tn_dw_acc2(r, s, pw, wk, &a0, &a1, K);
-            yy[0] = tn_fast_out_folded(a0, &f, -128, 127, 1);
-            yy[C] = tn_fast_out_folded(a1, &f, -128, 127, 1);
+            yy[0] = tn_fast_out(a0, &f, -128, 127, 1);
+            yy[C] = tn_fast_out(a1, &f, -128, 127, 1);
         }
-        if (ox) *yy = tn_fast_out_folded(tn_dw_acc(r, pw, wk, bias, K), &f, -128, 127, 1);
+        if (ox) *yy = tn_fast_out(tn_dw_acc(r, pw, wk, bias, K), &f, -128, 127, 1);
     }
 }
 
@@ -605,7 +593,7 @@ void tn_depthwise(const tn_conv_t *p, const int8_t *in, int8_t *out, int16_t *sc
 #if TN_DSP
         const int32_t m = q.mult[c], sh = q.shift[c];
         if (full && tn_fast(m, sh)) {
-            const tn_fast_t f = tn_fast_of(&q, m, sh, 1);
+            const tn_fast_t f = tn_fast_of(&q, m, sh);
             switch (k) {
             case 3: tn_dw_fast3(&g, weight + c, bias, &f, out + c); continue;
             case 5: tn_dw_fast5(&g, weight + c, bias, &f, out + c); continue;
