@@ -61,6 +61,7 @@ fn firmware_in_qemu_matches_reference_and_links_to_the_predicted_size() {
         ("stm32f746", Arch::sample(&s, &mut rng), &s, false),
         ("stm32f412", Arch::smallest(&mcunet), &mcunet, true),
     ];
+    let mut fused = [0, 0];
     for (board, arch, s, calibrated) in &cases {
         let board = *board;
         let target = Target::for_board(boards.get(board).unwrap(), true).unwrap();
@@ -69,6 +70,7 @@ fn firmware_in_qemu_matches_reference_and_links_to_the_predicted_size() {
         let engine = EngineProfile::default();
         let report = CostModel::new(engine).report(&net);
         assert!(report.sram <= target.ram && report.flash.total <= target.flash, "test arch must fit {board}");
+        fused[usize::from(board == "stm32f412")] += report.plan.fused_adds.len();
         let model = generate(&q, &report.plan, "test").unwrap();
         let dir = tempfile::tempdir().unwrap();
         let imgs = inputs(3, net.shape(net.input).elems(), 1);
@@ -85,8 +87,9 @@ fn firmware_in_qemu_matches_reference_and_links_to_the_predicted_size() {
         let flash_err = (f.flash as f64 - report.flash.total as f64).abs() / f.flash as f64;
         let sram_err = (f.sram as f64 - report.sram as f64).abs() / f.sram as f64;
         eprintln!(
-            "{board} {} layers: flash linked {} predicted {} ({:.2}%), sram linked {} predicted {} ({:.2}%), stack used {} of {}, {} instructions per inference",
+            "{board} {} layers ({} fused adds): flash linked {} predicted {} ({:.2}%), sram linked {} predicted {} ({:.2}%), stack used {} of {}, {} instructions per inference",
             net.layers.len(),
+            report.plan.fused_adds.len(),
             f.flash,
             report.flash.total,
             100.0 * flash_err,
@@ -105,6 +108,8 @@ fn firmware_in_qemu_matches_reference_and_links_to_the_predicted_size() {
             net.layers.len()
         );
     }
+    // The fused residual add (project conv + add into the shortcut) ran on both cores.
+    assert!(fused[0] > 0 && fused[1] > 0, "fused adds per core (M7, M4): {fused:?}");
 }
 
 #[test]

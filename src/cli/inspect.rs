@@ -30,6 +30,10 @@ pub(crate) struct Args {
     /// Plan without in-place depthwise (for comparison).
     #[arg(long)]
     no_in_place: bool,
+    /// Plan every residual add as its own layer writing a third tensor, instead of fused into
+    /// the block's 1x1 project conv, which adds into the shortcut's buffer (for comparison).
+    #[arg(long)]
+    no_fused_add: bool,
     /// Patch-based inference (MCUNetV2): `PxP@LAYER` runs layers up to LAYER (a name or index
     /// from the table) tile by tile on a PxP grid; `auto` picks the schedule with the lowest
     /// estimated latency (the board's latency table; without one, the fewest MACs) that fits the
@@ -53,7 +57,12 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
     let sram_budget = args.sram.unwrap_or(board.sram);
     let flash_budget = args.flash.unwrap_or(board.flash);
     let net = crate::ir::lower(&arch, &space);
-    let engine = EngineProfile { align: args.align, in_place_depthwise: !args.no_in_place, ..EngineProfile::default() };
+    let engine = EngineProfile {
+        align: args.align,
+        in_place_depthwise: !args.no_in_place,
+        fused_add: !args.no_fused_add,
+        ..EngineProfile::default()
+    };
     let report = CostModel::new(engine).report(&net);
     // With the board's latency table, `auto` picks the fastest schedule that fits.
     let table = match args.patches {
@@ -100,12 +109,13 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
             Human(f.code)
         );
         println!(
-            "SRAM  {} = planned arena {} + runtime {} (estimate); naive max(in+out) {}; {} in-place depthwise",
+            "SRAM  {} = planned arena {} + runtime {} (estimate); naive max(in+out) {}; {} in-place depthwise, {} fused adds",
             Human(report.sram),
             Human(report.plan.arena_bytes),
             Human(engine.runtime_sram),
             Human(report.naive_peak),
-            report.plan.in_place.len()
+            report.plan.in_place.len(),
+            report.plan.fused_adds.len()
         );
         if let Some(p) = &patches {
             println!();
@@ -176,7 +186,13 @@ fn print_table(net: &Network, report: &CostReport) {
             LayerKind::Conv2d { kernel, stride, .. } | LayerKind::DepthwiseConv2d { kernel, stride, .. } => format!("{kernel}/{stride}"),
             LayerKind::Add | LayerKind::GlobalAvgPool | LayerKind::FullyConnected { .. } => "-".into(),
         };
-        let op = if report.plan.in_place.iter().any(|x| x.0 as usize == i) { "dw-inplace" } else { l.kind.op_name() };
+        let op = if report.plan.in_place.iter().any(|x| x.0 as usize == i) {
+            "dw-inplace"
+        } else if report.plan.fused_adds.iter().any(|x| x.0 as usize == i) {
+            "add-fused"
+        } else {
+            l.kind.op_name()
+        };
         println!(
             "{:>3}  {:<14} {:<10} {:>11} {:>11} {:>5} {:>10} {:>8} {:>8} {:>7} {:>8}",
             i,

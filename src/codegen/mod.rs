@@ -2,7 +2,7 @@
 //!
 //! The generator makes no decision of its own: weights, biases and requantisation come from the
 //! [`QuantNet`](crate::export::QuantNet), every tensor and scratch address from the cost model's
-//! [`ArenaPlan`] (in-place depthwise included), so the arena the firmware declares is the one the
+//! [`ArenaPlan`] (in-place depthwise and fused residual adds included), so the arena the firmware declares is the one the
 //! search budgeted. Output:
 //!
 //! | file | what |
@@ -19,7 +19,7 @@ pub mod tools;
 
 use std::fmt::Write as _;
 
-use crate::cost::plan::{ArenaPlan, BufferKind};
+use crate::cost::plan::{ArenaPlan, BufferKind, fused_add_chunk};
 use crate::export::{QOp, QuantNet, Requant};
 use crate::ir::{LayerId, LayerKind, TensorId};
 
@@ -65,6 +65,16 @@ pub fn generate(q: &QuantNet, plan: &ArenaPlan, title: &str) -> Result<CModel, P
             .map(|p| p.offset)
             .ok_or_else(|| PlanMismatch(format!("layer {l} ({}) has no scratch placement", net.layers[l].name())))
     };
+    // A fused add's shortcut and sum share one placement (checked, as the C writes in place).
+    let fused = |i: usize| plan.fused_adds.contains(&LayerId(i as u32));
+    for &LayerId(a) in &plan.fused_adds {
+        let l = &net.layers[a as usize];
+        let ok = a > 0 && l.kind == LayerKind::Add && l.inputs().any(|t| t == net.layers[a as usize - 1].output);
+        let skip = l.inputs().find(|&t| t != net.layers[a as usize - 1].output);
+        if !ok || skip.map(tensor_off).transpose()? != Some(tensor_off(l.output)?) {
+            return Err(PlanMismatch(format!("layer {a} is planned as a fused add but is not one in place")));
+        }
+    }
     let input = net.shape(net.input);
     let output = net.shape(net.output);
     let (in_q, out_q) = (q.tensors[net.input.0 as usize], q.tensors[net.output.0 as usize]);
@@ -127,6 +137,8 @@ pub fn generate(q: &QuantNet, plan: &ArenaPlan, title: &str) -> Result<CModel, P
                 )
                 .unwrap();
                 match layer.kind {
+                    // The add after it runs this conv (`tn_pointwise_add`).
+                    _ if fused(i + 1) => String::new(),
                     LayerKind::DepthwiseConv2d { .. } => {
                         format!("tn_depthwise(&L{i}, A({xo}), A({yo}), (int16_t *)(void *)A({}));", scratch_off(i)?)
                     }
@@ -152,6 +164,20 @@ pub fn generate(q: &QuantNet, plan: &ArenaPlan, title: &str) -> Result<CModel, P
                     output.shift
                 )
                 .unwrap();
+                if fused(i) {
+                    let k = i - 1;
+                    let conv = &net.layers[k];
+                    let chunk = fused_add_chunk(y.h * y.w, y.c);
+                    let first = u8::from(layer.input == conv.output);
+                    writeln!(
+                        calls,
+                        "    tn_pointwise_add(&L{k}, &L{i}, {first}, A({}), A({yo}), A({}), {chunk}, {k});",
+                        tensor_off(conv.input)?,
+                        scratch_off(k)?
+                    )
+                    .unwrap();
+                    continue;
+                }
                 format!("tn_add(&L{i}, A({xo}), A({}), A({yo}));", tensor_off(b)?)
             }
             (LayerKind::GlobalAvgPool, QOp::AvgPool) => {
@@ -172,7 +198,9 @@ pub fn generate(q: &QuantNet, plan: &ArenaPlan, title: &str) -> Result<CModel, P
             }
             (kind, op) => unreachable!("{kind:?} quantised as {op:?}"),
         };
-        writeln!(calls, "    TN_MARK({i}, 0);\n    {call}\n    TN_MARK({i}, 1);").unwrap();
+        if !call.is_empty() {
+            writeln!(calls, "    TN_MARK({i}, 0);\n    {call}\n    TN_MARK({i}, 1);").unwrap();
+        }
     }
 
     c.push_str("#define A(off) (tn_arena + (off))\n\n");

@@ -22,6 +22,9 @@ pub struct EngineProfile {
     pub align: usize,
     /// Depthwise output reuses its input buffer when the input dies at that layer.
     pub in_place_depthwise: bool,
+    /// A residual block's 1x1 project conv adds its output into the shortcut's buffer (a small
+    /// staging chunk in between) instead of writing a third tensor; see [`plan::fused_add`].
+    pub fused_add: bool,
     /// Flash for code and runtime: the kernels, startup, console, memcpy / memset, bytes.
     pub code_flash: u64,
     /// Flash per layer: its descriptor (shapes, offsets, pointers: 28-40 B) and its call site in
@@ -34,7 +37,7 @@ pub struct EngineProfile {
 
 impl Default for EngineProfile {
     fn default() -> Self {
-        EngineProfile { align: 4, in_place_depthwise: true, code_flash: 9844, per_layer_flash: 58, runtime_sram: 1024 }
+        EngineProfile { align: 4, in_place_depthwise: true, fused_add: true, code_flash: 10068, per_layer_flash: 58, runtime_sram: 1024 }
     }
 }
 
@@ -191,7 +194,12 @@ impl CostModel {
             .map(|l| l.inputs().map(|t| net.shape(t).elems()).sum::<usize>() + net.shape(l.output).elems())
             .max()
             .unwrap_or(0) as u64;
-        CostReport { layers: self.costs.clone(), macs, params, flash, sram: plan.arena_bytes + self.engine.runtime_sram, plan, naive_peak }
+        // A fused add's conv stages its output through a chunk the plan sized.
+        let mut layers = self.costs.clone();
+        for &crate::ir::LayerId(a) in &plan.fused_adds {
+            layers[a as usize - 1].scratch_bytes = plan::fused_add_scratch(net, a as usize);
+        }
+        CostReport { layers, macs, params, flash, sram: plan.arena_bytes + self.engine.runtime_sram, plan, naive_peak }
     }
 
     fn fill_costs(&mut self, net: &Network) -> (u64, u64, FlashBreakdown) {

@@ -347,6 +347,7 @@ fn joint_plan(
     let mut reqs: Vec<BufferRequest> = Vec::with_capacity(2 * net.layers.len() + 1);
     let mut req_of: Vec<Option<usize>> = vec![None; net.tensors.len()];
     let mut in_place = Vec::new();
+    let mut fused_adds = Vec::new();
     let input = net.input.0 as usize;
     let input_last = last_use[input].unwrap_or(0).max(split - 1);
     req_of[input] = Some(reqs.len());
@@ -364,15 +365,31 @@ fn joint_plan(
         // In place inside a tile only between two tile buffers; after the stage as per layer.
         let input_tile = tile_bytes[l.input.0 as usize].is_some();
         let allowed = if i < split { tile.is_some() && input_tile } else { true };
-        let join =
-            (allowed && plan::is_in_place(net, &last_use, engine.in_place_depthwise, i)).then(|| req_of[l.input.0 as usize]).flatten();
-        if join.is_some() {
-            in_place.push(LayerId(i as u32));
+        // Fused adds after the stage only (a tile's shortcut region is larger than its sum's).
+        let fused_at =
+            |a: usize| (a > split && a < net.layers.len()).then(|| plan::fused_add(net, &last_use, engine.fused_add, a)).flatten();
+        let (fused_conv, fused) = (fused_at(i + 1), fused_at(i));
+        let join = match fused_conv.or(fused) {
+            Some(skip) => req_of[skip.0 as usize],
+            None => {
+                let j = (allowed && plan::is_in_place(net, &last_use, engine.in_place_depthwise, i))
+                    .then(|| req_of[l.input.0 as usize])
+                    .flatten();
+                if j.is_some() {
+                    in_place.push(LayerId(i as u32));
+                }
+                j
+            }
+        };
+        if fused.is_some() {
+            fused_adds.push(LayerId(i as u32));
         }
         req_of[out] = Some(reqs.len());
         reqs.push(BufferRequest { first, last, bytes, what, join });
         let scratch = if i < split {
             tiles.iter().map(|t| tile_scratch(net, costs, i, &t.steps[i])).max().unwrap_or(0)
+        } else if fused_conv.is_some() {
+            plan::fused_add_scratch(net, i + 1)
         } else {
             costs[i].scratch_bytes
         };
@@ -380,7 +397,9 @@ fn joint_plan(
             reqs.push(BufferRequest { first: i, last: i, bytes: scratch, what: BufferKind::Scratch(LayerId(i as u32)), join: None });
         }
     }
-    plan::plan_requests(&reqs, steps, engine.align, in_place)
+    let mut plan = plan::plan_requests(&reqs, steps, engine.align, in_place);
+    plan.fused_adds = fused_adds;
+    plan
 }
 
 /// The best schedule for a budget.

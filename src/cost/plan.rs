@@ -11,6 +11,9 @@
 //! - an in-place depthwise writes its output over its input (allowed when the input dies at
 //!   that layer): the two tensors form one buffer, the input's rectangle in (time, address)
 //!   followed by the smaller output's, at one base address;
+//! - a fused residual add ([`fused_add`]) runs with its block's 1x1 project conv: the project
+//!   output and the sum share the shortcut's buffer, and the conv stages its output through a
+//!   small scratch chunk of pixels that is added into the shortcut right away;
 //! - buffers are placed largest first, each at the lowest address that collides with no
 //!   already-placed buffer it shares a step with (first fit).
 
@@ -59,6 +62,8 @@ pub struct ArenaPlan {
     pub high_water: Vec<u64>,
     /// Depthwise layers planned in place.
     pub in_place: Vec<LayerId>,
+    /// Add layers fused into the 1x1 conv before them ([`fused_add`]).
+    pub fused_adds: Vec<LayerId>,
 }
 
 impl ArenaPlan {
@@ -72,6 +77,45 @@ impl ArenaPlan {
 /// later. `last_use` is [`Network::last_use`].
 pub fn is_in_place(net: &Network, last_use: &[Option<usize>], enabled: bool, i: usize) -> bool {
     enabled && matches!(net.layers[i].kind, LayerKind::DepthwiseConv2d { .. }) && last_use[net.layers[i].input.0 as usize] == Some(i)
+}
+
+/// The shortcut tensor of add layer `i` when the add can be fused into the layer before it: that
+/// layer is a 1x1 stride-1 conv producing one of the add's inputs and read by nothing else, and
+/// the other input (the shortcut) dies at the add. The fused step then computes the conv a chunk
+/// of pixels at a time into scratch ([`fused_add_chunk`]) and adds each chunk into the shortcut in
+/// place, so the conv output never exists as a whole and the sum takes the shortcut's buffer
+/// (the element-wise add reads each shortcut byte before writing it).
+pub fn fused_add(net: &Network, last_use: &[Option<usize>], enabled: bool, i: usize) -> Option<TensorId> {
+    let add = &net.layers[i];
+    if !enabled || add.kind != LayerKind::Add || i == 0 {
+        return None;
+    }
+    let conv = &net.layers[i - 1];
+    let pointwise = matches!(conv.kind, LayerKind::Conv2d { kernel: 1, stride: 1, .. });
+    let other = add.input2?;
+    let skip = if add.input == conv.output {
+        other
+    } else if other == conv.output {
+        add.input
+    } else {
+        return None;
+    };
+    let dies = |t: TensorId| last_use[t.0 as usize] == Some(i);
+    (pointwise && skip != conv.output && dies(conv.output) && dies(skip)).then_some(skip)
+}
+
+/// Pixels per chunk of a fused add's conv over `pixels` output pixels of `channels` channels:
+/// about 1 KiB of staging, at least 8 pixels (the conv's per-call set-up is paid per chunk), an
+/// even count (the kernel's pixel pairs), at most the whole map.
+pub fn fused_add_chunk(pixels: usize, channels: usize) -> usize {
+    let n = (1024 / channels.max(1)).max(8) & !1;
+    n.min(pixels)
+}
+
+/// Scratch bytes of a fused add's conv (layer `i - 1` for add layer `i`).
+pub fn fused_add_scratch(net: &Network, i: usize) -> u64 {
+    let y = net.shape(net.layers[i].output);
+    (fused_add_chunk(y.h * y.w, y.c) * y.c) as u64
 }
 
 /// A rectangle in (time, address): one tensor or scratch of a buffer.
@@ -126,10 +170,15 @@ pub fn plan_arena_into(net: &Network, costs: &[LayerCost], engine: &EngineProfil
     let round = |b: u64| b.div_ceil(align) * align;
     let steps = net.layers.len() + 1;
     collect_rects(net, costs, engine, ws, round);
-    let in_place: Vec<LayerId> = if !detail {
-        Vec::new()
+    let (in_place, fused_adds): (Vec<LayerId>, Vec<LayerId>) = if !detail {
+        (Vec::new(), Vec::new())
     } else {
-        net.layers
+        let fused = (0..net.layers.len())
+            .filter(|&i| fused_add(net, &ws.last_use, engine.fused_add, i).is_some())
+            .map(|i| LayerId(i as u32))
+            .collect();
+        let in_place = net
+            .layers
             .iter()
             .enumerate()
             .filter(|(_, l)| {
@@ -138,11 +187,12 @@ pub fn plan_arena_into(net: &Network, costs: &[LayerCost], engine: &EngineProfil
                 matches!(l.kind, LayerKind::DepthwiseConv2d { .. }) && ws.bufs[buf].head != r
             })
             .map(|(i, _)| LayerId(i as u32))
-            .collect()
+            .collect();
+        (in_place, fused)
     };
 
     let arena = place(ws, steps);
-    let mut plan = ArenaPlan { arena_bytes: arena, in_place, ..Default::default() };
+    let mut plan = ArenaPlan { arena_bytes: arena, in_place, fused_adds, ..Default::default() };
     if detail {
         fill_detail(ws, steps, &mut plan);
     }
@@ -238,10 +288,16 @@ fn collect_rects(net: &Network, costs: &[LayerCost], engine: &EngineProfile, ws:
     for (i, layer) in net.layers.iter().enumerate() {
         let out = layer.output.0 as usize;
         let last = ws.last_use[out].unwrap_or(i).max(i);
-        let join = is_in_place(net, &ws.last_use, engine.in_place_depthwise, i).then(|| ws.rect_of_tensor[layer.input.0 as usize]);
+        // A fused add's conv (layer i, the add at i + 1) and the add itself join the shortcut.
+        let fused_conv = (i + 1 < net.layers.len()).then(|| fused_add(net, &ws.last_use, engine.fused_add, i + 1)).flatten();
+        let fused = fused_conv.or_else(|| fused_add(net, &ws.last_use, engine.fused_add, i));
+        let join = match fused {
+            Some(skip) => Some(ws.rect_of_tensor[skip.0 as usize]),
+            None => is_in_place(net, &ws.last_use, engine.in_place_depthwise, i).then(|| ws.rect_of_tensor[layer.input.0 as usize]),
+        };
         let r = push_rect(ws, i, last, net.tensors[out].shape.elems() as u64, BufferKind::Tensor(layer.output), join, &round);
         ws.rect_of_tensor[out] = r;
-        let scratch = costs[i].scratch_bytes;
+        let scratch = if fused_conv.is_some() { fused_add_scratch(net, i + 1) } else { costs[i].scratch_bytes };
         if scratch > 0 {
             push_rect(ws, i, i, scratch, BufferKind::Scratch(LayerId(i as u32)), None, &round);
         }

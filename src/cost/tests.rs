@@ -12,7 +12,7 @@ fn space(name: &str) -> SearchSpace {
 }
 
 fn engine(in_place: bool) -> EngineProfile {
-    EngineProfile { align: 4, in_place_depthwise: in_place, ..EngineProfile::default() }
+    EngineProfile { align: 4, in_place_depthwise: in_place, fused_add: false, ..EngineProfile::default() }
 }
 
 fn pw(net: &mut Network, x: TensorId, cout: usize, act: Activation, role: Role) -> TensorId {
@@ -31,6 +31,21 @@ fn dw(net: &mut Network, x: TensorId, k: usize, stride: usize) -> TensorId {
         Role::Depthwise,
     )
     .unwrap()
+}
+
+/// Per tensor, the fused-add buffer it belongs to: a fused add's shortcut, conv output and sum
+/// share one; in a chain of fused blocks a sum is the next block's shortcut, so groups merge.
+pub(crate) fn fused_groups(net: &Network, plan: &ArenaPlan) -> Vec<Option<usize>> {
+    let mut group: Vec<Option<usize>> = vec![None; net.tensors.len()];
+    for &LayerId(l) in &plan.fused_adds {
+        let add = &net.layers[l as usize];
+        let members: Vec<usize> = add.inputs().chain([add.output]).map(|t| t.0 as usize).collect();
+        let g = members.iter().find_map(|&t| group[t]).unwrap_or(l as usize);
+        for t in members {
+            group[t] = Some(g);
+        }
+    }
+    group
 }
 
 /// Independent check of a plan against the network: every tensor placed once, lifetimes cover
@@ -52,13 +67,22 @@ fn check_plan(net: &Network, plan: &ArenaPlan, align: u64) {
         assert!(p.size >= p.bytes && p.size % align == 0);
         assert!(p.offset + p.size <= plan.arena_bytes, "{p:?} outside arena {}", plan.arena_bytes);
     }
+    let fused_group = fused_groups(net, plan);
     let in_place_pair = |a: BufferKind, b: BufferKind| {
-        plan.in_place.iter().any(|&LayerId(l)| {
+        let depthwise = plan.in_place.iter().any(|&LayerId(l)| {
             let layer = &net.layers[l as usize];
             let (i, o) = (BufferKind::Tensor(layer.input), BufferKind::Tensor(layer.output));
             (a == i && b == o) || (a == o && b == i)
-        })
+        });
+        let group = |x: BufferKind| match x {
+            BufferKind::Tensor(t) => fused_group[t.0 as usize],
+            _ => None,
+        };
+        depthwise || (group(a).is_some() && group(a) == group(b))
     };
+    for &LayerId(l) in &plan.fused_adds {
+        assert!(plan.placements.iter().any(|p| p.what == BufferKind::Scratch(LayerId(l - 1))), "fused add {l} without a staging chunk");
+    }
     for (x, a) in plan.placements.iter().enumerate() {
         for b in &plan.placements[x + 1..] {
             let time = a.first <= b.last && b.first <= a.last;
@@ -122,6 +146,48 @@ fn mbconv_with_residual_peak_is_exact() {
 }
 
 #[test]
+fn fused_add_writes_the_sum_over_the_shortcut() {
+    // 16x16x8 -> expand 16 -> dw3x3 (in place) -> project 8 -> add(input): per layer the
+    // project step holds shortcut 2048 + dw output 4096 + project output 2048 = 8192. Fused,
+    // the project output is a 128-pixel chunk (1024 B) added into the shortcut: 7168.
+    let mut net = Network::new(Shape { h: 16, w: 16, c: 8 });
+    let e = pw(&mut net, TensorId(0), 16, Activation::Relu6, Role::Expand);
+    let d = dw(&mut net, e, 3, 1);
+    let p = pw(&mut net, d, 8, Activation::None, Role::Project);
+    let sum = net.wire(LayerKind::Add, Activation::None, &[p, net.input], Site::Block { stage: 0, block: 0 }, Role::Residual).unwrap();
+    let per_layer = CostModel::new(engine(true)).report(&net);
+    assert!(per_layer.plan.fused_adds.is_empty());
+    assert_eq!(per_layer.plan.arena_bytes, 8192);
+    let fused = CostModel::new(EngineProfile { fused_add: true, ..engine(true) }).report(&net);
+    assert_eq!(fused.plan.fused_adds, vec![LayerId(3)]);
+    assert_eq!(plan::fused_add_chunk(256, 8), 128);
+    assert_eq!(fused.plan.arena_bytes, 7168);
+    assert_eq!(fused.plan.live_bytes[2], 2048 + 4096 + 1024);
+    let (skip, out) = (fused.plan.tensor(net.input).unwrap(), fused.plan.tensor(sum).unwrap());
+    assert_eq!(skip.offset, out.offset);
+    assert_eq!(fused.plan.tensor(p).unwrap().offset, skip.offset);
+    check_plan(&net, &fused.plan, 4);
+    // The summary (the search's path) agrees with the report.
+    assert_eq!(CostModel::new(EngineProfile { fused_add: true, ..engine(true) }).summary(&net).arena, 7168);
+}
+
+#[test]
+fn no_fused_add_where_the_conv_output_or_the_shortcut_lives_on() {
+    // The shortcut is read again after the add: it cannot take the sum.
+    let mut net = Network::new(Shape { h: 8, w: 8, c: 8 });
+    let p = pw(&mut net, TensorId(0), 8, Activation::None, Role::Project);
+    let s = net.wire(LayerKind::Add, Activation::None, &[p, net.input], Site::Block { stage: 0, block: 0 }, Role::Residual).unwrap();
+    net.wire(LayerKind::Add, Activation::None, &[s, net.input], Site::Block { stage: 0, block: 1 }, Role::Residual).unwrap();
+    let last = net.last_use();
+    assert_eq!(plan::fused_add(&net, &last, true, 1), None);
+    // Its own shortcut (the first sum) dies at the second add, but no conv precedes it.
+    assert_eq!(plan::fused_add(&net, &last, true, 2), None);
+    let r = CostModel::new(EngineProfile { fused_add: true, ..engine(true) }).report(&net);
+    assert!(r.plan.fused_adds.is_empty());
+    check_plan(&net, &r.plan, 4);
+}
+
+#[test]
 fn stride2_depthwise_in_place_shrinks() {
     // 8x8x16 -> dw3x3 s2 -> 4x4x16: in place the output lives inside the input's bytes.
     let mut net = Network::new(Shape { h: 8, w: 8, c: 16 });
@@ -182,6 +248,22 @@ fn in_place_never_raises_the_peak_on_random_archs() {
         lower += (a < b) as usize;
     }
     assert!(lower > 250, "in-place lowered only {lower} of 300");
+}
+
+#[test]
+fn fused_add_lowers_the_peak_on_random_archs() {
+    let s = space("mcunet");
+    let mut rng = ChaCha8Rng::seed_from_u64(6);
+    let (mut with, mut without) = (CostModel::new(EngineProfile { fused_add: true, ..engine(true) }), CostModel::new(engine(true)));
+    let (mut lower, mut higher) = (0, 0);
+    for _ in 0..300 {
+        let net = crate::ir::lower(&Arch::sample(&s, &mut rng), &s);
+        let (a, b) = (with.summary(&net).arena, without.summary(&net).arena);
+        lower += (a < b) as usize;
+        higher += (a > b) as usize;
+    }
+    eprintln!("fused add: {lower} of 300 lower, {higher} higher");
+    assert!(higher == 0 && lower > 0, "fused add lowered {lower}, raised {higher} of 300");
 }
 
 #[test]

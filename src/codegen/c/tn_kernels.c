@@ -674,6 +674,39 @@ void tn_add(const tn_add_t *params, const int8_t *a, const int8_t *b, int8_t *ou
     }
 }
 
+#ifdef TN_PROFILE
+void tn_profile_layer(int layer, int end);
+#define TN_KMARK(i, e) tn_profile_layer(i, e)
+#else
+#define TN_KMARK(i, e) ((void)0)
+#endif
+
+void tn_pointwise_add(const tn_conv_t *conv, const tn_add_t *add, int conv_first, const int8_t *in, int8_t *skip, int8_t *scratch,
+                      int32_t chunk, int conv_layer) {
+    tn_conv_t c = *conv;
+    tn_add_t a = *add;
+    const int32_t n = (int32_t)conv->out_h * conv->out_w, cin = conv->in_c, cout = conv->out_c;
+    (void)conv_layer;
+    c.in_h = c.out_h = 1;
+    for (int32_t px = 0; px < n; px += chunk) {
+        const int32_t m = n - px < chunk ? n - px : chunk;
+        int8_t *const s = skip + px * cout;
+        c.in_w = c.out_w = (uint16_t)m;
+        a.size = (uint32_t)(m * cout);
+        /* The chunk's pixels of the conv input are read before any of the chunk's shortcut bytes
+         * is written, so the conv may read the shortcut itself. */
+        TN_KMARK(conv_layer, 0);
+        tn_pointwise(&c, in + px * cin, scratch);
+        TN_KMARK(conv_layer, 1);
+        TN_KMARK(conv_layer + 1, 0);
+        if (conv_first)
+            tn_add(&a, scratch, s, s);
+        else
+            tn_add(&a, s, scratch, s);
+        TN_KMARK(conv_layer + 1, 1);
+    }
+}
+
 void tn_avgpool(uint16_t h, uint16_t w, uint16_t c, const int8_t *in, int8_t *out, int32_t *acc) {
     const int32_t n = (int32_t)h * w;
     for (int32_t ch = 0; ch < c; ch++) acc[ch] = 0;

@@ -54,6 +54,13 @@ void tn_conv(const tn_conv_t *p, const int8_t *in, int8_t *out, int16_t *scratch
 void tn_depthwise(const tn_conv_t *p, const int8_t *in, int8_t *out, int16_t *scratch);
 /* Element-wise residual addition; `out` may equal `a` or `b`. */
 void tn_add(const tn_add_t *p, const int8_t *a, const int8_t *b, int8_t *out);
+/* A residual block's 1x1 project conv with its add fused (tn_pointwise, then tn_add into the
+ * shortcut), `chunk` pixels at a time through `scratch` (chunk * out_c bytes): the sum
+ * overwrites `skip`, and the conv output never exists as a whole. `conv_first`: the conv output
+ * is input 1 of `add` (else input 2). `conv_layer` (the conv's; the add is conv_layer + 1) is
+ * used by TN_PROFILE builds only. */
+void tn_pointwise_add(const tn_conv_t *conv, const tn_add_t *add, int conv_first, const int8_t *in, int8_t *skip, int8_t *scratch,
+                      int32_t chunk, int conv_layer);
 /* Global average pool over h*w; output parameters equal the input's. scratch: 4*c bytes. */
 void tn_avgpool(uint16_t h, uint16_t w, uint16_t c, const int8_t *in, int8_t *out, int32_t *scratch);
 /* Fully connected. */
