@@ -543,6 +543,66 @@ TN_INLINE void tn_dw_plane_fast(const tn_dw_shape_t *g, const int16_t *wk, int32
     }
 }
 
+/* Four horizontally adjacent 3x3 stride-1 outputs (windows at r, r+1, r+2, r+3): per kernel row
+ * five word loads (input pairs (x0,x1) (x1,x2) (x2,x3) (x3,x4) (x4,x5), the odd ones unaligned)
+ * feed four SMLADs with the row's weight pair (w0,w1) and four SMLAxB with w2, so every input
+ * word serves two outputs. In assembly: the compiler's allocation of the same C kept the
+ * weights and loop state on the stack. */
+TN_INLINE void tn_dw3_acc4(const int16_t *r, int32_t pitch, const int16_t *wk, int32_t *a0, int32_t *a1, int32_t *a2, int32_t *a3) {
+    int32_t x0 = *a0, x1 = *a1, x2 = *a2, x3 = *a3;
+    uint32_t t, w01, w2;
+#define TN_DW3_ROW(off)                          \
+    "ldr %[w01], [%[wk], #" #off "]\n\t"         \
+    "ldr %[w2], [%[wk], #" #off " + 4]\n\t"      \
+    "ldr %[t], [%[r]]\n\t"                       \
+    "smlad %[x0], %[t], %[w01], %[x0]\n\t"       \
+    "ldr %[t], [%[r], #2]\n\t"                   \
+    "smlad %[x1], %[t], %[w01], %[x1]\n\t"       \
+    "ldr %[t], [%[r], #4]\n\t"                   \
+    "smlabb %[x0], %[t], %[w2], %[x0]\n\t"       \
+    "smlatb %[x1], %[t], %[w2], %[x1]\n\t"       \
+    "smlad %[x2], %[t], %[w01], %[x2]\n\t"       \
+    "ldr %[t], [%[r], #6]\n\t"                   \
+    "smlad %[x3], %[t], %[w01], %[x3]\n\t"       \
+    "ldr %[t], [%[r], #8]\n\t"                   \
+    "smlabb %[x2], %[t], %[w2], %[x2]\n\t"       \
+    "smlatb %[x3], %[t], %[w2], %[x3]\n\t"       \
+    "add %[r], %[r], %[pitch]\n\t"
+    __asm__(TN_DW3_ROW(0) TN_DW3_ROW(16) TN_DW3_ROW(32)
+            : [x0] "+r"(x0), [x1] "+r"(x1), [x2] "+r"(x2), [x3] "+r"(x3), [r] "+r"(r), [t] "=&r"(t), [w01] "=&r"(w01), [w2] "=&r"(w2)
+            : [wk] "r"(wk), [pitch] "r"(pitch), "m"(*(const int16_t(*)[3 * (TN_DW_MAX_K + 1)])wk)
+            : "memory");
+#undef TN_DW3_ROW
+    *a0 = x0, *a1 = x1, *a2 = x2, *a3 = x3;
+}
+
+/* A 3x3 stride-1 channel of the fast output stage: four outputs per step, then pairs. */
+static void tn_dw_plane_fast3s1(const tn_dw_shape_t *g, const int16_t *wk, int32_t bias, const tn_fast_t *fp, int8_t *y) {
+    const tn_fast_t f = *fp;
+    const int32_t out_h = g->out_h, out_w = g->out_w, C = g->C, pw = g->pw, pitch = 2 * pw;
+    const int16_t *plane = g->plane;
+    for (int32_t oy = out_h; oy > 0; oy--, plane += pw, y += C * out_w) {
+        const int16_t *r = plane;
+        int8_t *yy = y;
+        int32_t ox = out_w;
+        for (; ox > 3; ox -= 4, r += 4, yy += 4 * C) {
+            int32_t a0 = bias, a1 = bias, a2 = bias, a3 = bias;
+            tn_dw3_acc4(r, pitch, wk, &a0, &a1, &a2, &a3);
+            yy[0] = tn_fast_out(a0, &f, -128, 127, 1);
+            yy[C] = tn_fast_out(a1, &f, -128, 127, 1);
+            yy[2 * C] = tn_fast_out(a2, &f, -128, 127, 1);
+            yy[3 * C] = tn_fast_out(a3, &f, -128, 127, 1);
+        }
+        for (; ox > 1; ox -= 2, r += 2, yy += 2 * C) {
+            int32_t a0 = bias, a1 = bias;
+            tn_dw_acc2(r, 1, pw, wk, &a0, &a1, 3);
+            yy[0] = tn_fast_out(a0, &f, -128, 127, 1);
+            yy[C] = tn_fast_out(a1, &f, -128, 127, 1);
+        }
+        if (ox) *yy = tn_fast_out(tn_dw_acc(r, pw, wk, bias, 3), &f, -128, 127, 1);
+    }
+}
+
 /* One function per kernel size: each gets the whole register file (inlined into tn_depthwise's
  * channel loop, the row data and weights were spilled to the stack), and no pre-allocation
  * scheduling, which hoisted loads until they spilled. */
@@ -551,7 +611,10 @@ TN_INLINE void tn_dw_plane_fast(const tn_dw_shape_t *g, const int16_t *wk, int32
                                                                                      int32_t bias, const tn_fast_t *fp, int8_t *y) { \
         int16_t wk[TN_DW_MAX_K * (TN_DW_MAX_K + 1)] __attribute__((aligned(4)));                                               \
         tn_dw_weights(wk, w, g->C, K);                                                                                         \
-        tn_dw_plane_fast(g, wk, bias, fp, y, K);                                                                               \
+        if (K == 3 && g->s == 1)                                                                                               \
+            tn_dw_plane_fast3s1(g, wk, bias, fp, y);                                                                           \
+        else                                                                                                                   \
+            tn_dw_plane_fast(g, wk, bias, fp, y, K);                                                                           \
     }
 TN_DW_FAST_K(3)
 TN_DW_FAST_K(5)
