@@ -18,7 +18,7 @@ use tinynas::arch::Arch;
 use tinynas::board::Boards;
 use tinynas::codegen::firmware::{Target, write_project};
 use tinynas::codegen::tools::{self, App};
-use tinynas::codegen::{footprint, generate};
+use tinynas::codegen::{add_form_of, footprint, generate};
 use tinynas::cost::{CostModel, EngineProfile};
 use tinynas::export::QuantNet;
 use tinynas::ir::lower;
@@ -62,6 +62,7 @@ fn firmware_in_qemu_matches_reference_and_links_to_the_predicted_size() {
         ("stm32f412", Arch::smallest(&mcunet), &mcunet, true),
     ];
     let mut fused = [0, 0];
+    let mut linear = [0, 0];
     for (board, arch, s, calibrated) in &cases {
         let board = *board;
         let target = Target::for_board(boards.get(board).unwrap(), true).unwrap();
@@ -71,6 +72,7 @@ fn firmware_in_qemu_matches_reference_and_links_to_the_predicted_size() {
         let report = CostModel::new(engine).report(&net);
         assert!(report.sram <= target.ram && report.flash.total <= target.flash, "test arch must fit {board}");
         fused[usize::from(board == "stm32f412")] += report.plan.fused_adds.len();
+        linear[usize::from(board == "stm32f412")] += (0..net.layers.len()).filter(|&i| add_form_of(&q, i).is_some()).count();
         let model = generate(&q, &report.plan, "test").unwrap();
         let dir = tempfile::tempdir().unwrap();
         let imgs = inputs(3, net.shape(net.input).elems(), 1);
@@ -110,6 +112,8 @@ fn firmware_in_qemu_matches_reference_and_links_to_the_predicted_size() {
     }
     // The fused residual add (project conv + add into the shortcut) ran on both cores.
     assert!(fused[0] > 0 && fused[1] > 0, "fused adds per core (M7, M4): {fused:?}");
+    // So did the add's linear form (`export::add_form`).
+    assert!(linear[0] > 0 && linear[1] > 0, "adds with a linear form per core (M7, M4): {linear:?}");
 }
 
 #[test]

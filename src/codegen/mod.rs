@@ -20,6 +20,7 @@ pub mod tools;
 use std::fmt::Write as _;
 
 use crate::cost::plan::{ArenaPlan, BufferKind, fused_add_chunk};
+use crate::export::add_form::{AddForm, add_form};
 use crate::export::{QOp, QuantNet, Requant};
 use crate::ir::{LayerId, LayerKind, TensorId};
 
@@ -149,9 +150,11 @@ pub fn generate(q: &QuantNet, plan: &ArenaPlan, title: &str) -> Result<CModel, P
             (LayerKind::Add, QOp::Add { input1, input2, output, act_min, act_max }) => {
                 let b = layer.input2.expect("Add has two inputs");
                 let q2 = q.tensors[b.0 as usize];
+                // The verified linear form when the layer has one (shift 0: the fixed-point path).
+                let form = add_form_of(q, i).unwrap_or(AddForm { mul_a: 0, mul_b: 0, bias: 0, shift: 0 });
                 writeln!(
                     c,
-                    "static const tn_add_t L{i} = {{{}, {}, {}, {}, {act_min}, {act_max}, {}, {}, {}, {}, {}, {}}};\n",
+                    "static const tn_add_t L{i} = {{{}, {}, {}, {}, {act_min}, {act_max}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}}};\n",
                     y.elems(),
                     -qi.zero_point,
                     -q2.zero_point,
@@ -161,7 +164,11 @@ pub fn generate(q: &QuantNet, plan: &ArenaPlan, title: &str) -> Result<CModel, P
                     input2.multiplier,
                     input2.shift,
                     output.multiplier,
-                    output.shift
+                    output.shift,
+                    form.mul_a,
+                    form.mul_b,
+                    form.bias,
+                    form.shift
                 )
                 .unwrap();
                 if fused(i) {
@@ -211,6 +218,15 @@ pub fn generate(q: &QuantNet, plan: &ArenaPlan, title: &str) -> Result<CModel, P
     c.push_str(&calls);
     writeln!(c, "    if (out != A({out_off})) memcpy(out, A({out_off}), MODEL_OUTPUT_SIZE);\n    return 0;\n}}").unwrap();
     Ok(CModel { header: h, source: c, arena_bytes: plan.arena_bytes })
+}
+
+/// The linear form the C kernel computes add layer `i` of `q` with ([`add_form`]), if it has one.
+pub fn add_form_of(q: &QuantNet, i: usize) -> Option<AddForm> {
+    let layer = &q.net.layers[i];
+    let QOp::Add { input1, input2, output, act_min, act_max } = &q.ops[i] else { return None };
+    let zero = |t: TensorId| q.tensors[t.0 as usize].zero_point;
+    let off2 = -zero(layer.input2?);
+    add_form(*input1, *input2, *output, -zero(layer.input), off2, zero(layer.output), *act_min, *act_max)
 }
 
 /// `bias[o] + offset * sum(weights of o)`: the input offset of a 1x1 layer folded into its bias

@@ -37,7 +37,7 @@ pub struct EngineProfile {
 
 impl Default for EngineProfile {
     fn default() -> Self {
-        EngineProfile { align: 4, in_place_depthwise: true, fused_add: true, code_flash: 10916, per_layer_flash: 58, runtime_sram: 1024 }
+        EngineProfile { align: 4, in_place_depthwise: true, fused_add: true, code_flash: 10752, per_layer_flash: 60, runtime_sram: 1024 }
     }
 }
 

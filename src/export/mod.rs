@@ -20,6 +20,7 @@
 //! | [`tflite`] | FlatBuffer writer | quant |
 //! | [`job`] | the `nas export` workflow (recalibrate, quantise, evaluate, write, verify) | all above, codegen |
 
+pub mod add_form;
 pub mod job;
 pub mod materialize;
 pub mod quant;

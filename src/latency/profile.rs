@@ -314,6 +314,16 @@ impl ProfilePlan {
         for (name, r) in ["IN1", "IN2", "OUT"].iter().zip(add) {
             writeln!(s, "#define TN_ADD_{name}_MULT {}\n#define TN_ADD_{name}_SHIFT {}", r.multiplier, r.shift).unwrap();
         }
+        // Offsets 11, -7 and output zero point 4 (`tn_profile_main.c`), and the linear form the
+        // code generator would give this ADD (every calibrated ADD measured so far has one).
+        let f = crate::export::add_form::add_form(add[0], add[1], add[2], 11, -7, 4, -128, 127)
+            .unwrap_or(crate::export::add_form::AddForm { mul_a: 0, mul_b: 0, bias: 0, shift: 0 });
+        writeln!(
+            s,
+            "#define TN_ADD_LIN_A {}\n#define TN_ADD_LIN_B {}\n#define TN_ADD_LIN_BIAS {}\n#define TN_ADD_LIN_SHIFT {}",
+            f.mul_a, f.mul_b, f.bias, f.shift
+        )
+        .unwrap();
         s.push('\n');
         // One stream per array: a configuration reads the first entries of each, which are
         // then the same whatever the sizes (the table's largest configuration) are.

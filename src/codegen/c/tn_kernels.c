@@ -672,64 +672,40 @@ void tn_depthwise(const tn_conv_t *p, const int8_t *in, int8_t *out, int16_t *sc
 
 /* ---- residual add, average pool, fully connected ------------------------------------------ */
 
+/* The ADD as its verified linear form (tn_add_t): two multiply-accumulates, a shift and a
+ * saturation per element, four elements per step on one index. Element i is read before it is
+ * written, so out may be a or b. */
+TN_INLINE int8_t tn_add_lin1(int32_t a, int32_t b, int32_t ma, int32_t mb, int32_t c, int32_t k) {
 #if TN_DSP
-/* MultiplyByQuantizedMultiplier(x, m, -e) for m in [2^30, 2^31), e in 0..23 and |x| < 2^29
- * (m2 = 2m read as a signed word; rnd = 2^(e-1) and smask = -1 for e > 0, both 0 for e = 0):
- * the SMMULR identity of tn_fast_out, and here the rounding sum cannot overflow (|y| <= |x|), so
- * it is exact without saturation. rnd may also carry an offset o * 2^e with |o| <= 128: the sum
- * then stays below 2^29 + 2^30 + 2^22 < 2^31 in magnitude, and the shift adds o exactly. */
-TN_INLINE int32_t tn_fast_rq(int32_t x, int32_t m2, int32_t e, int32_t rnd, int32_t smask) {
-    const int32_t y = tn_smmulr(x, m2) + x;
-    return (y + rnd + ((y >> 31) & smask)) >> e;
-}
-
-/* Whether (m, shift) suits tn_fast_rq. */
-TN_INLINE int tn_fast_add(int32_t m, int32_t shift) {
-    return m >= (1 << 30) && shift <= 0 && shift >= -23;
-}
-
-/* The add when input 1 has multiplier exactly 0.5 (shift 0; TFLite gives it to the input of
- * larger scale, so one of the two always has it), input 2 and the output suit tn_fast_rq with a
- * right shift of at least 1, and the clamp is the whole int8 range (an add without activation):
- * - input 1: SaturatingRoundingDoublingHighMul((v + o1) * 2^20, 2^30) = (v + o1) * 2^19 exactly
- *   (the product is a multiple of 2^31 plus nothing to round), then a shift by 0: shifted adds;
- * - input 2 and the output: tn_fast_rq, the output offset folded into the rounding constant;
- * - the clamp: one SSAT.
- * The inputs' (v + offset) * 2^20 stay below 2^28 in magnitude, their requantised sum below 2^29. */
-static void tn_add_half(const tn_add_t *p, const int8_t *a, const int8_t *b, int8_t *out) {
-    const int32_t c1 = p->in1_offset * (1 << 19), c2 = p->in2_offset * (1 << 20);
-    const int32_t m2 = (int32_t)((uint32_t)p->in2_mult << 1), e2 = -p->in2_shift, r2 = 1 << (e2 - 1);
-    const int32_t mo = (int32_t)((uint32_t)p->out_mult << 1), eo = -p->out_shift;
-    const int32_t ro = (1 << (eo - 1)) + p->out_offset * (1 << eo);
-    for (const int8_t *end = a + p->size; a < end;) {
-        const int32_t x2 = tn_fast_rq(c2 + *b++ * (1 << 20), m2, e2, r2, -1);
-        *out++ = (int8_t)__ssat(tn_fast_rq(x2 + c1 + *a++ * (1 << 19), mo, eo, ro, -1), 8);
-    }
-}
-
-/* Whether (in1, in2, out) take tn_add_half. */
-TN_INLINE int tn_add_half_ok(int32_t m1, int32_t s1, int32_t m2, int32_t s2, const tn_add_t *p) {
-    return m1 == (1 << 30) && s1 == 0 && tn_fast_add(m2, s2) && s2 <= -1 && tn_fast_add(p->out_mult, p->out_shift) && p->out_shift <= -1 &&
-           p->act_min == -128 && p->act_max == 127;
-}
+    return (int8_t)__ssat(((a * ma + c) + b * mb) >> k, 8);
+#else
+    return tn_clamp(((a * ma + c) + b * mb) >> k, -128, 127);
 #endif
+}
+
+static void tn_add_linear(const tn_add_t *p, const int8_t *a, const int8_t *b, int8_t *out) {
+    const int32_t ma = p->lin_a, mb = p->lin_b, c = p->lin_bias, k = p->lin_shift, n = (int32_t)p->size;
+    int32_t i = 0;
+    for (; i + 3 < n; i += 4) {
+        const int32_t a0 = a[i], a1 = a[i + 1], a2 = a[i + 2], a3 = a[i + 3];
+        const int32_t b0 = b[i], b1 = b[i + 1], b2 = b[i + 2], b3 = b[i + 3];
+        out[i] = tn_add_lin1(a0, b0, ma, mb, c, k);
+        out[i + 1] = tn_add_lin1(a1, b1, ma, mb, c, k);
+        out[i + 2] = tn_add_lin1(a2, b2, ma, mb, c, k);
+        out[i + 3] = tn_add_lin1(a3, b3, ma, mb, c, k);
+    }
+    for (; i < n; i++) out[i] = tn_add_lin1(a[i], b[i], ma, mb, c, k);
+}
 
 void tn_add(const tn_add_t *params, const int8_t *a, const int8_t *b, int8_t *out) {
-    const tn_add_t q = *params, *const p = &q; /* a local copy: int8 stores may alias *params */
-#if TN_DSP
-    if (tn_add_half_ok(q.in1_mult, q.in1_shift, q.in2_mult, q.in2_shift, p)) {
-        tn_add_half(p, a, b, out);
+    if (params->lin_shift > 0) {
+        /* It reads every parameter before its first store. */
+        tn_add_linear(params, a, b, out);
         return;
     }
-    if (tn_add_half_ok(q.in2_mult, q.in2_shift, q.in1_mult, q.in1_shift, p)) {
-        /* The sum is symmetric: swap the inputs with their parameters. */
-        tn_add_t s = q;
-        s.in1_offset = q.in2_offset, s.in1_mult = q.in2_mult, s.in1_shift = q.in2_shift;
-        s.in2_offset = q.in1_offset, s.in2_mult = q.in1_mult, s.in2_shift = q.in1_shift;
-        tn_add_half(&s, b, a, out);
-        return;
-    }
-#endif
+    /* A layer without a linear form (none measured so far): the fixed-point arithmetic itself.
+     * A local copy of the parameters: int8 stores may alias *params. */
+    const tn_add_t q = *params, *const p = &q;
     for (uint32_t i = 0; i < p->size; i++) {
         int32_t x1 = tn_requant((a[i] + p->in1_offset) * (1 << 20), p->in1_mult, p->in1_shift);
         int32_t x2 = tn_requant((b[i] + p->in2_offset) * (1 << 20), p->in2_mult, p->in2_shift);

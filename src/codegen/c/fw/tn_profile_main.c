@@ -92,6 +92,10 @@ static void tn_setup(const tn_prof_cfg_t *c) {
         tn_add_p.in2_shift = TN_ADD_IN2_SHIFT;
         tn_add_p.out_mult = TN_ADD_OUT_MULT;
         tn_add_p.out_shift = TN_ADD_OUT_SHIFT;
+        tn_add_p.lin_a = TN_ADD_LIN_A;
+        tn_add_p.lin_b = TN_ADD_LIN_B;
+        tn_add_p.lin_bias = TN_ADD_LIN_BIAS;
+        tn_add_p.lin_shift = TN_ADD_LIN_SHIFT;
         break;
     case TN_FN_AVGPOOL: break;
     default:
