@@ -52,10 +52,12 @@ pub struct MeasureKey {
     pub settings: String,
 }
 
-/// `n` of `len` test images, a seeded sample in file order: test archives are often stored class
-/// by class, and their first `n` images would then be a few classes only (the first 2,000 of
-/// CIFAR-10's JPEG test archive are two classes, and measured 8 points above the whole set).
-fn test_subset(len: usize, n: usize, seed: u64) -> Vec<usize> {
+/// `n` of `len` images (test images, or a sorted validation split), a seeded sample in index
+/// order: datasets are often stored class by class, and their first `n` images would then be a
+/// few classes only (the first 2,000 of CIFAR-10's JPEG test archive are two classes, and measured
+/// 8 points above the whole set; the first 2,000 of the 5,000 held-out validation images are four
+/// classes, and measured 2-3 points below all of them).
+pub fn seeded_subset(len: usize, n: usize, seed: u64) -> Vec<usize> {
     if n >= len {
         return (0..len).collect();
     }
@@ -93,14 +95,16 @@ pub fn open(
         let test = o.load_test()?;
         hash_dataset(&mut data, &test);
         let n = if max_val == 0 { test.len() } else { max_val.min(test.len()) };
-        let idx = test_subset(test.len(), n, exp.train.seed);
+        let idx = seeded_subset(test.len(), n, exp.train.seed);
         let ev = SubnetEvaluator::from_sets(o.model, space, (&test, &idx), (&o.train, &splits.calib), norm, dev);
         (ev, n, "test images")
     } else {
-        let mut val = splits.val.clone();
-        if max_val > 0 {
-            val.truncate(max_val);
-        }
+        // A seeded sample, not the first images: the split is sorted by image index, and image
+        // folders store the images class by class, so its first 2,000 of 5,000 held 4 classes.
+        let val: Vec<usize> = seeded_subset(splits.val.len(), if max_val == 0 { splits.val.len() } else { max_val }, exp.train.seed)
+            .into_iter()
+            .map(|i| splits.val[i])
+            .collect();
         if val.is_empty() {
             return Err(TrainError::Config(format!(
                 "supernet {}: its run has no validation images (data.val_fraction = 0)",
@@ -115,7 +119,7 @@ pub fn open(
         weights,
         data: data.finish(),
         settings: format!(
-            "normalization {normalization}; {what}: {n_val} (val_fraction {val_fraction}, split seed {}); calibration images {}",
+            "normalization {normalization}; {what}: {n_val}, a seeded sample (val_fraction {val_fraction}, split seed {}); calibration images {}",
             exp.train.seed,
             splits.calib.len()
         ),
@@ -589,21 +593,21 @@ pub fn fit(space: &SearchSpace, pairs: &[Pair], cfg: &FitConfig, source: Predict
 
 #[cfg(test)]
 mod tests {
-    use super::test_subset;
+    use super::seeded_subset;
 
     #[test]
     fn test_subsets_are_seeded_samples_not_the_first_images() {
-        let a = test_subset(10_000, 2000, 0);
+        let a = seeded_subset(10_000, 2000, 0);
         assert_eq!(a.len(), 2000);
         assert!(a.windows(2).all(|w| w[0] < w[1]), "sorted, no repeats");
-        assert_eq!(a, test_subset(10_000, 2000, 0), "deterministic");
+        assert_eq!(a, seeded_subset(10_000, 2000, 0), "deterministic");
         // A class-sorted archive (1000 per class): every class is drawn about equally.
         let mut per_class = [0usize; 10];
         for i in &a {
             per_class[i / 1000] += 1;
         }
         assert!(per_class.iter().all(|&c| (150..=250).contains(&c)), "{per_class:?}");
-        assert_eq!(test_subset(500, 2000, 0), (0..500).collect::<Vec<_>>());
+        assert_eq!(seeded_subset(500, 2000, 0), (0..500).collect::<Vec<_>>());
     }
 
     use super::*;

@@ -655,8 +655,11 @@ impl Trainer {
             .map(|idx| batch_tensor(&batch_from_indices(&self.data, idx, &self.normalization), device))
             .collect();
         let mut val_idx = if with_val { self.splits.val.clone() } else { Vec::new() };
-        if self.experiment.data.max_val_images > 0 {
-            val_idx.truncate(self.experiment.data.max_val_images);
+        let cap = self.experiment.data.max_val_images;
+        if cap > 0 && cap < val_idx.len() {
+            // A seeded sample, not the first (class-sorted) images.
+            let keep = crate::predictor::train::seeded_subset(val_idx.len(), cap, self.experiment.train.seed);
+            val_idx = keep.into_iter().map(|i| val_idx[i]).collect();
         }
         let val = val_idx
             .chunks(EVAL_BATCH)
