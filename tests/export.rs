@@ -67,7 +67,7 @@ fn archs(space: &SearchSpace) -> Vec<Arch> {
 /// int8 outputs of LiteRT for `inputs` (int8 images back to back), or `None` when python3 or
 /// its packages are missing.
 fn litert(model: &Path, inputs: &Path, resolver: &str, dump: bool) -> Option<serde_json::Value> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/litert_check.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/export/litert_run.py");
     let mut cmd = Command::new("python3");
     cmd.arg(&script).arg(model).arg(inputs).arg(resolver);
     if dump {
@@ -92,8 +92,8 @@ fn litert(model: &Path, inputs: &Path, resolver: &str, dump: bool) -> Option<ser
         tinynas::test_skip::skip(tinynas::test_skip::Need::Litert, "the LiteRT comparison", &why);
         return None;
     }
-    assert!(out.status.success(), "litert_check.py failed on {}:\n{}", model.display(), String::from_utf8_lossy(&out.stderr));
-    Some(serde_json::from_slice(&out.stdout).expect("litert_check.py prints JSON"))
+    assert!(out.status.success(), "litert_run.py failed on {}:\n{}", model.display(), String::from_utf8_lossy(&out.stderr));
+    Some(serde_json::from_slice(&out.stdout).expect("litert_run.py prints JSON"))
 }
 
 /// Print the first layer whose int8 output differs between LiteRT and the Rust reference on
@@ -233,4 +233,53 @@ fn bad_export_flags_exit_2_naming_the_value() {
     let (code, err) = run(&["export", "--arch", "a.json", "--checkpoint", "run", "--board", "nosuch", "--out", "x"]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("nosuch"), "{err}");
+    let (code, err) = run(&["export", "--arch", "a.json", "--checkpoint", "run", "--format", "c", "--litert", "--out", "x"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--litert runs the .tflite"), "{err}");
+}
+
+/// The shipped network under ResNet-8's budgets (`experiments/models/cifar-fused-r8`), exported
+/// on the shipped mini set's 1000 test images: LiteRT's reference kernels give every logit the
+/// Rust int8 reference gives, hence the same top-1 as `nas export` reports.
+#[test]
+fn shipped_model_in_litert_equals_the_rust_reference() {
+    if litert_missing() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let o = Command::new(env!("CARGO_BIN_EXE_nas"))
+        .current_dir(root)
+        .args(["export", "--checkpoint", "experiments/models/cifar-fused-r8/checkpoint", "--data", "experiments/data", "--split", "test"])
+        .args(["--format", "tflite", "--litert", "--out"])
+        .arg(dir.path().join("x"))
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("outputs identical to the Rust int8 reference on 1000 of 1000"), "{out}");
+    let pct = |prefix: &str| {
+        let at = out.find(prefix).unwrap_or_else(|| panic!("no `{prefix}` in {out}")) + prefix.len();
+        out[at..].split('%').next().unwrap().trim().parse::<f64>().unwrap()
+    };
+    let (lite, ours) = (pct("litert: int8 top-1"), pct("  int8 top-1"));
+    assert_eq!(lite, ours, "{out}");
+    // The network is a trained one: far above chance on CIFAR-10's 10 classes.
+    assert!(ours > 70.0, "{out}");
+}
+
+/// Whether python3 lacks LiteRT (a loud skip; test.sh installs it).
+fn litert_missing() -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import numpy; from ai_edge_litert.interpreter import Interpreter"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        tinynas::test_skip::skip(
+            tinynas::test_skip::Need::Litert,
+            "the shipped model's LiteRT check",
+            "python3 with ai-edge-litert and numpy",
+        );
+    }
+    !ok
 }

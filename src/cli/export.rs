@@ -27,6 +27,11 @@ pub(crate) struct Args {
     /// arm-none-eabi-gcc and qemu-system-arm).
     #[arg(long)]
     verify: bool,
+    /// Run the `.tflite` through LiteRT's reference kernels on the evaluation images and report
+    /// its int8 top-1 and how many outputs equal the Rust int8 reference (needs python3 with
+    /// ai-edge-litert and numpy).
+    #[arg(long)]
+    litert: bool,
     /// Output folder (created; must be empty or absent unless --force).
     #[arg(long)]
     out: PathBuf,
@@ -63,6 +68,7 @@ pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
         },
         board: a.board,
         verify: a.verify,
+        litert: a.litert,
         out: a.out,
         force: a.force,
         calib: a.calib,
@@ -77,7 +83,7 @@ pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
             eprintln!("nas: {why}");
             Ok(Outcome::NoFit)
         }
-        Exported::Done { float_top1, int8_top1, images, calib } => {
+        Exported::Done { float_top1, int8_top1, images, calib, .. } => {
             println!(
                 "float top-1 {:.2}%  int8 top-1 {:.2}%  on {images} {} images (calibrated on {calib} training images)",
                 100.0 * float_top1,

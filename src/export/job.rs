@@ -50,6 +50,8 @@ pub struct ExportRequest {
     pub board: String,
     /// Verify the C export (host, footprint, QEMU).
     pub verify: bool,
+    /// Run the `.tflite` through LiteRT's reference kernels on the evaluation images.
+    pub litert: bool,
     /// Output folder.
     pub out: PathBuf,
     /// Clear `out` first.
@@ -77,9 +79,22 @@ pub enum Exported {
         images: usize,
         /// Calibration images used.
         calib: usize,
+        /// The `.tflite` in LiteRT, with `--litert`.
+        litert: Option<LitertCheck>,
     },
     /// The network does not fit the board (nothing written); the message says by how much.
     DoesNotFit(String),
+}
+
+/// The exported `.tflite` run by LiteRT on the evaluation images.
+#[derive(Debug, Clone, Copy)]
+pub struct LitertCheck {
+    /// LiteRT's int8 top-1.
+    pub top1: f64,
+    /// Images whose int8 outputs equal the Rust reference's, every logit.
+    pub identical: usize,
+    /// Images run.
+    pub images: usize,
 }
 
 /// Run an export. `log` receives each line of progress (files written, verification results)
@@ -87,6 +102,12 @@ pub enum Exported {
 pub fn export(r: &ExportRequest, log: &mut dyn FnMut(&str)) -> anyhow::Result<Exported> {
     if r.verify && r.format == Format::Tflite {
         bail!("--verify checks the C export: use --format c or both");
+    }
+    if r.litert {
+        if !r.format.tflite() {
+            bail!("--litert runs the .tflite: use --format tflite or both");
+        }
+        super::litert::check_available()?;
     }
     let boards = crate::board::Boards::shipped()?;
     let board = boards.get(&r.board)?.clone();
@@ -147,13 +168,26 @@ pub fn export(r: &ExportRequest, log: &mut dyn FnMut(&str)) -> anyhow::Result<Ex
     } else {
         (train, splits.val.clone())
     };
-    let (float_top1, int8_top1, n) = evaluate(&float, &q, &net, &eval_set, &eval_idx, norm, &device);
+    let ev = evaluate(&float, &q, &net, &eval_set, &eval_idx, norm, &device, r.litert);
+    let (float_top1, int8_top1, n) = (ev.float_top1, ev.int8_top1, ev.labels.len());
 
+    let mut litert = None;
     if r.format.tflite() {
         let bytes = tflite::to_tflite(&q, &format!("tinynas {} int8", arch.space));
         let model_path = r.out.join("model.tflite");
         crate::search::write_atomic(&model_path, &bytes).with_context(|| format!("writing {}", model_path.display()))?;
         log(&format!("wrote {} ({} bytes)", model_path.display(), bytes.len()));
+        if r.litert {
+            let c = litert_check(&model_path, &ev)?;
+            log(&format!(
+                "litert: int8 top-1 {:.2}% on {} images (LiteRT reference kernels); outputs identical to the Rust int8 reference on {} of {}",
+                100.0 * c.top1,
+                c.images,
+                c.identical,
+                c.images
+            ));
+            litert = Some(c);
+        }
     }
     let arch_path = r.out.join("arch.json");
     crate::search::write_atomic(&arch_path, arch.to_json().as_bytes()).with_context(|| format!("writing {}", arch_path.display()))?;
@@ -161,7 +195,7 @@ pub fn export(r: &ExportRequest, log: &mut dyn FnMut(&str)) -> anyhow::Result<Ex
         let probe: Vec<Vec<i8>> = probe_inputs(&eval_set, &eval_idx, norm, &net, &device).iter().map(|x| q.quantize_input(x)).collect();
         c_export(&q, &board, &r.out.join("c"), &probe, &format!("{arch_name} ({})", arch.space), r.verify, log)?;
     }
-    Ok(Exported::Done { float_top1, int8_top1, images: n, calib: calib.len() })
+    Ok(Exported::Done { float_top1, int8_top1, images: n, calib: calib.len(), litert })
 }
 
 /// The first few evaluation images, as network inputs: the C project's test images.
@@ -261,7 +295,18 @@ fn c_export(
     Ok(())
 }
 
-/// Float (folded) and int8 (reference executor) top-1 on `idx` of `ds`.
+/// Float and int8 top-1 of an evaluation, with the int8 inputs and outputs when kept.
+struct Evaluation {
+    float_top1: f64,
+    int8_top1: f64,
+    labels: Vec<u32>,
+    /// Per image: int8 network input and int8 output (kept for `--litert`).
+    int8: Vec<(Vec<i8>, Vec<i8>)>,
+}
+
+/// Float (folded) and int8 (reference executor) top-1 on `idx` of `ds`; `keep` keeps the int8
+/// inputs and outputs.
+#[allow(clippy::too_many_arguments)]
 fn evaluate(
     float: &FloatNet,
     q: &QuantNet,
@@ -270,7 +315,8 @@ fn evaluate(
     idx: &[usize],
     norm: &Normalization,
     device: &burn::tensor::Device,
-) -> (f64, f64, usize) {
+    keep: bool,
+) -> Evaluation {
     let mut images = Vec::with_capacity(idx.len());
     let mut labels = Vec::with_capacity(idx.len());
     for c in idx.chunks(EVAL_BATCH) {
@@ -279,9 +325,28 @@ fn evaluate(
         labels.extend(b.labels);
     }
     let out = net.output.0 as usize;
-    let f = top1(&labels, images.par_iter().enumerate().map(|(i, x)| (i, argmax(&float.forward(x)[out]))));
-    let i8 = top1(&labels, images.par_iter().enumerate().map(|(i, x)| (i, argmax(&q.run(&q.quantize_input(x))))));
-    (f, i8, labels.len())
+    let float_top1 = top1(&labels, images.par_iter().enumerate().map(|(i, x)| (i, argmax(&float.forward(x)[out]))));
+    let int8: Vec<(Vec<i8>, Vec<i8>)> = images
+        .par_iter()
+        .map(|x| {
+            let xi = q.quantize_input(x);
+            let y = q.run(&xi);
+            (if keep { xi } else { Vec::new() }, y)
+        })
+        .collect();
+    let int8_top1 = top1(&labels, int8.par_iter().enumerate().map(|(i, (_, y))| (i, argmax(y))));
+    let int8 = if keep { int8 } else { Vec::new() };
+    Evaluation { float_top1, int8_top1, labels, int8 }
+}
+
+/// LiteRT's outputs for the kept int8 inputs of `ev`, against the Rust reference's.
+fn litert_check(model: &Path, ev: &Evaluation) -> anyhow::Result<LitertCheck> {
+    let tmp = tempfile::tempdir().context("creating a temporary folder")?;
+    let inputs: Vec<Vec<i8>> = ev.int8.iter().map(|(x, _)| x.clone()).collect();
+    let outputs = super::litert::run(model, &inputs, tmp.path())?;
+    let identical = outputs.iter().zip(&ev.int8).filter(|(a, (_, b))| *a == b).count();
+    let top1 = top1(&ev.labels, outputs.par_iter().enumerate().map(|(i, y)| (i, argmax(y))));
+    Ok(LitertCheck { top1, identical, images: outputs.len() })
 }
 
 fn top1(labels: &[u32], logits: impl ParallelIterator<Item = (usize, usize)>) -> f64 {

@@ -22,6 +22,7 @@
 
 pub mod add_form;
 pub mod job;
+pub mod litert;
 pub mod materialize;
 pub mod quant;
 pub mod reference;

@@ -1,6 +1,6 @@
 """Run an int8 .tflite model with the LiteRT interpreter and print its int8 outputs as JSON.
 
-Usage: litert_check.py MODEL.tflite INPUTS.bin [ref|builtin|auto] [--dump]
+Usage: litert_run.py MODEL.tflite INPUTS.bin [ref|builtin|auto] [--dump]
 
 INPUTS.bin holds N int8 images back to back, each in the model input's NHWC shape. Prints
 {"input": {...}, "output": {...}, "outputs": [[...], ...]} on stdout; with --dump also
