@@ -270,16 +270,11 @@ fn shipped_model_in_litert_equals_the_rust_reference() {
 
 /// Whether python3 lacks LiteRT (a loud skip; test.sh installs it).
 fn litert_missing() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import numpy; from ai_edge_litert.interpreter import Interpreter"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        tinynas::test_skip::skip(
-            tinynas::test_skip::Need::Litert,
-            "the shipped model's LiteRT check",
-            "python3 with ai-edge-litert and numpy",
-        );
+    match tinynas::export::litert::check_available() {
+        Ok(()) => false,
+        Err(e) => {
+            tinynas::test_skip::skip(tinynas::test_skip::Need::Litert, "the shipped model's LiteRT check", &e.to_string());
+            true
+        }
     }
-    !ok
 }

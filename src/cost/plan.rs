@@ -285,12 +285,14 @@ fn collect_rects(net: &Network, costs: &[LayerCost], engine: &EngineProfile, ws:
         &round,
     );
     ws.rect_of_tensor[input] = r;
+    // Whether layer i is a fused add, carried from the previous layer's look-ahead.
+    let mut fused_here = None;
     for (i, layer) in net.layers.iter().enumerate() {
         let out = layer.output.0 as usize;
         let last = ws.last_use[out].unwrap_or(i).max(i);
         // A fused add's conv (layer i, the add at i + 1) and the add itself join the shortcut.
         let fused_conv = (i + 1 < net.layers.len()).then(|| fused_add(net, &ws.last_use, engine.fused_add, i + 1)).flatten();
-        let fused = fused_conv.or_else(|| fused_add(net, &ws.last_use, engine.fused_add, i));
+        let fused = fused_conv.or(std::mem::replace(&mut fused_here, fused_conv));
         let join = match fused {
             Some(skip) => Some(ws.rect_of_tensor[skip.0 as usize]),
             None => is_in_place(net, &ws.last_use, engine.in_place_depthwise, i).then(|| ws.rect_of_tensor[layer.input.0 as usize]),

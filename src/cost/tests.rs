@@ -119,15 +119,22 @@ fn plain_conv_peak_is_exact() {
     check_plan(&net, &r.plan, 4);
 }
 
+/// `side x side x 8 -> expand 16 -> dw3x3 -> project 8 -> add(input)`; the project output and
+/// the sum.
+fn mbconv_residual(side: usize) -> (Network, TensorId, TensorId) {
+    let mut net = Network::new(Shape { h: side, w: side, c: 8 });
+    let e = pw(&mut net, TensorId(0), 16, Activation::Relu6, Role::Expand);
+    let d = dw(&mut net, e, 3, 1);
+    let p = pw(&mut net, d, 8, Activation::None, Role::Project);
+    let sum = net.wire(LayerKind::Add, Activation::None, &[p, net.input], Site::Block { stage: 0, block: 0 }, Role::Residual).unwrap();
+    (net, p, sum)
+}
+
 #[test]
 fn mbconv_with_residual_peak_is_exact() {
     // 8x8x8 -> expand 16 -> dw3x3 (in place) -> project 8 -> add(input).
     // Peak at the project step: residual 512 + dw output 1024 + project output 512.
-    let mut net = Network::new(Shape { h: 8, w: 8, c: 8 });
-    let e = pw(&mut net, TensorId(0), 16, Activation::Relu6, Role::Expand);
-    let d = dw(&mut net, e, 3, 1);
-    let p = pw(&mut net, d, 8, Activation::None, Role::Project);
-    net.wire(LayerKind::Add, Activation::None, &[p, net.input], Site::Block { stage: 0, block: 0 }, Role::Residual).unwrap();
+    let (net, _, _) = mbconv_residual(8);
     let r = CostModel::new(engine(true)).report(&net);
     assert_eq!(r.plan.in_place, vec![LayerId(1)]);
     assert_eq!(r.layers[1].scratch_bytes, 2 * 10 * 10);
@@ -150,11 +157,7 @@ fn fused_add_writes_the_sum_over_the_shortcut() {
     // 16x16x8 -> expand 16 -> dw3x3 (in place) -> project 8 -> add(input): per layer the
     // project step holds shortcut 2048 + dw output 4096 + project output 2048 = 8192. Fused,
     // the project output is a 128-pixel chunk (1024 B) added into the shortcut: 7168.
-    let mut net = Network::new(Shape { h: 16, w: 16, c: 8 });
-    let e = pw(&mut net, TensorId(0), 16, Activation::Relu6, Role::Expand);
-    let d = dw(&mut net, e, 3, 1);
-    let p = pw(&mut net, d, 8, Activation::None, Role::Project);
-    let sum = net.wire(LayerKind::Add, Activation::None, &[p, net.input], Site::Block { stage: 0, block: 0 }, Role::Residual).unwrap();
+    let (net, p, sum) = mbconv_residual(16);
     let per_layer = CostModel::new(engine(true)).report(&net);
     assert!(per_layer.plan.fused_adds.is_empty());
     assert_eq!(per_layer.plan.arena_bytes, 8192);

@@ -35,8 +35,8 @@ impl AddForm {
     }
 }
 
-/// The exact int8 ADD of raw inputs `a`, `b` (offsets are minus the zero points), as the
-/// reference executor computes it.
+/// The exact int8 ADD of raw inputs `a`, `b` (offsets are minus the zero points): TFLite's
+/// arithmetic, which the reference executor runs.
 #[allow(clippy::too_many_arguments)]
 pub fn exact_add(a: i8, b: i8, in1: Requant, in2: Requant, out: Requant, off1: i32, off2: i32, out_zero: i32, lo: i32, hi: i32) -> i8 {
     let x1 = multiply_by_quantized_multiplier((a as i32 + off1) << ADD_LEFT_SHIFT, in1);

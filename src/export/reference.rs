@@ -7,7 +7,8 @@
 //! convolution (the GEMM path), a few outputs 1 LSB higher, consistent with a single round-half-up
 //! requantisation; the difference then propagates through the network.
 
-use super::quant::{ADD_LEFT_SHIFT, QOp, QuantNet, multiply_by_quantized_multiplier, multiply_by_quantized_multiplier_single_round};
+use super::add_form::exact_add;
+use super::quant::{QOp, QuantNet, multiply_by_quantized_multiplier, multiply_by_quantized_multiplier_single_round};
 use crate::ir::LayerKind;
 
 impl QuantNet {
@@ -70,10 +71,7 @@ impl QuantNet {
                     let b = &t[b_id.0 as usize];
                     let off2 = -self.tensors[b_id.0 as usize].zero_point;
                     for (i, v) in y.iter_mut().enumerate() {
-                        let a1 = multiply_by_quantized_multiplier((x[i] as i32 + in_off) << ADD_LEFT_SHIFT, *input1);
-                        let a2 = multiply_by_quantized_multiplier((b[i] as i32 + off2) << ADD_LEFT_SHIFT, *input2);
-                        let s = multiply_by_quantized_multiplier(a1 + a2, *output) + qo.zero_point;
-                        *v = s.clamp(*act_min, *act_max) as i8;
+                        *v = exact_add(x[i], b[i], *input1, *input2, *output, in_off, off2, qo.zero_point, *act_min, *act_max);
                     }
                 }
                 (LayerKind::GlobalAvgPool, QOp::AvgPool) => {
