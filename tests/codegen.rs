@@ -116,6 +116,85 @@ fn firmware_in_qemu_matches_reference_and_links_to_the_predicted_size() {
     assert!(linear[0] > 0 && linear[1] > 0, "adds with a linear form per core (M7, M4): {linear:?}");
 }
 
+/// Patch-based C (MCUNetV2) on a Cortex-M7: an mcunet subnet whose first blocks (kernels 3-7,
+/// residual adds inside the stage) run tile by tile. QEMU's outputs equal the per-layer Rust
+/// reference, the linked arena is the joint plan's to the byte, the flash the cost model's.
+#[test]
+fn patched_firmware_in_qemu_matches_reference_and_links_to_the_planned_arena() {
+    use tinynas::codegen::generate_patched;
+    use tinynas::cost::layer_cost;
+    use tinynas::cost::patch::{PatchSchedule, plan_patches, valid_splits};
+    if !tools_present() {
+        return;
+    }
+    let boards = Boards::shipped().unwrap();
+    let target = Target::for_board(boards.get("stm32f746").unwrap(), true).unwrap();
+    let s = space("mcunet");
+    let mut arch = Arch::smallest(&s);
+    arch.resolution = 160;
+    let net = lower(&arch, &s);
+    let engine = EngineProfile::default();
+    let costs: Vec<_> = (0..net.layers.len()).map(|i| layer_cost(&net, i)).collect();
+    // The first cut after a residual add of the second stage or later: adds inside the stage.
+    let split = valid_splits(&net)
+        .into_iter()
+        .find(|&k| net.layers[k - 1].kind == tinynas::ir::LayerKind::Add && net.shape(net.layers[k - 1].output).h <= 32)
+        .expect("a cut at a residual add");
+    let p = plan_patches(&net, &costs, &engine, PatchSchedule { tiles: 3, split }).unwrap();
+    let q = QuantNet::synthetic(&net, 5);
+    let model = generate_patched(&q, &p, "test").unwrap();
+    let mut report = CostModel::new(engine).report(&net);
+    let dir = tempfile::tempdir().unwrap();
+    let imgs = inputs(2, net.shape(net.input).elems(), 4);
+    write_project(dir.path(), &model, &target, &imgs, net.shape(net.input).elems()).unwrap();
+    let elf = tools::build_firmware(dir.path(), &target, App::Test).unwrap_or_else(|e| panic!("{e}"));
+    let run = tools::run_qemu(&elf, &target, Duration::from_secs(300)).unwrap_or_else(|e| panic!("{e}"));
+    for (i, img) in imgs.iter().enumerate() {
+        assert_eq!(run.outputs[i], q.run(img), "{}: image {i} differs from the reference in QEMU", p.schedule.describe(&net));
+    }
+    assert!(run.stack <= tinynas::codegen::firmware::STACK_BYTES, "stack {} over the reserved size", run.stack);
+    let deploy = tools::build_firmware(dir.path(), &target, App::Deploy).unwrap_or_else(|e| panic!("{e}"));
+    let f = footprint(&deploy).unwrap();
+    // The same network per layer: what patches add to the flash is the step table and the tile code.
+    let per_layer = tempfile::tempdir().unwrap();
+    write_project(per_layer.path(), &generate(&q, &report.plan, "test").unwrap(), &target, &imgs, net.shape(net.input).elems()).unwrap();
+    let f0 = footprint(&tools::build_firmware(per_layer.path(), &target, App::Deploy).unwrap_or_else(|e| panic!("{e}"))).unwrap();
+    let (table, code) = p.flash_classes(&engine);
+    eprintln!(
+        "flash per layer {} linked, patch-based {} linked: +{} B = step table {table} B + {} B of tile code (model: {code} B)",
+        f0.flash,
+        f.flash,
+        f.flash - f0.flash,
+        (f.flash - f0.flash) as i64 - table as i64
+    );
+    assert!(
+        ((f.flash - f0.flash) as i64 - (table + code) as i64).abs() <= 64,
+        "patch flash {} vs model {}",
+        f.flash - f0.flash,
+        table + code
+    );
+    report.flash.total += table + code;
+    eprintln!(
+        "{} ({} tiles, {:+.1}% MACs): arena linked {} planned {} (per layer {}), flash linked {} predicted {} (step table {table} B), layer data {} linked, code {} linked, {} instructions per inference",
+        p.schedule.describe(&net),
+        p.tiles.len(),
+        100.0 * p.overhead(),
+        f.arena,
+        p.plan.arena_bytes,
+        report.plan.arena_bytes,
+        f.flash,
+        report.flash.total,
+        f.layers,
+        f.code,
+        run.totals[0]
+    );
+    assert_eq!(f.arena, p.plan.arena_bytes, "the firmware's arena is the joint plan's");
+    assert_eq!(f.sram, p.plan.arena_bytes + engine.runtime_sram);
+    assert!(p.plan.arena_bytes < report.plan.arena_bytes, "the patch stage lowers the peak");
+    let flash_err = (f.flash as f64 - report.flash.total as f64).abs() / f.flash as f64;
+    assert!(flash_err <= 0.01, "flash linked {} predicted {}", f.flash, report.flash.total);
+}
+
 #[test]
 fn model_over_the_board_sram_fails_at_link_time() {
     if !tools_present() {

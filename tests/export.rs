@@ -278,3 +278,45 @@ fn litert_missing() -> bool {
         }
     }
 }
+
+/// The shipped network exported as patch-based C (`--patches min-sram`): host build and QEMU
+/// equal the Rust int8 reference, the linked SRAM is the joint plan's and below the per-layer
+/// one, and a schedule naming no layer is refused before any work.
+#[test]
+fn shipped_model_exports_patch_based_c_bit_exact_with_the_planned_sram() {
+    for t in ["cc", "arm-none-eabi-gcc", "qemu-system-arm"] {
+        if let Err(e) = tinynas::codegen::tools::find(t) {
+            tinynas::test_skip::skip(tinynas::test_skip::Need::McuTools, "the patch-based export test", &e.to_string());
+            return;
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let export = |patches: &str, out: &str| {
+        Command::new(env!("CARGO_BIN_EXE_nas"))
+            .current_dir(root)
+            .args(["export", "--checkpoint", "experiments/models/cifar-fused-r8/checkpoint", "--data", "experiments/data"])
+            .args(["--format", "c", "--verify", "--patches", patches, "--out"])
+            .arg(dir.path().join(out))
+            .output()
+            .unwrap()
+    };
+    let o = export("min-sram", "tiles");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("patch-based C: ") && out.contains("verify: host C outputs equal the Rust int8 reference"), "{out}");
+    assert!(out.contains("verify: QEMU mps2-an500 outputs equal the host build"), "{out}");
+    // `verify: linked for stm32f746: flash F B (predicted ...), SRAM S B (predicted S B, +0.00%)`
+    let line = out.lines().find(|l| l.starts_with("verify: linked for")).unwrap_or_else(|| panic!("{out}"));
+    let (linked, predicted) = line.split("SRAM ").nth(1).and_then(|s| s.split_once(" B (predicted ")).unwrap_or_else(|| panic!("{line}"));
+    let linked: u64 = linked.parse().unwrap();
+    assert!(predicted.starts_with(&format!("{linked} B, +0.00%")), "{line}");
+    // The per-layer firmware of this network needs 24,064 B (experiments/models/cifar-fused-r8).
+    assert!(linked < 24_064, "{out}");
+    let c = std::fs::read_to_string(dir.path().join("tiles/c/model.c")).unwrap();
+    assert!(c.contains("tn_patch_stage();") && c.contains("static const tn_step_t model_steps["), "model.c has no tiled stage");
+    let o = export("2x2@nowhere", "bad");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("no layer named \"nowhere\"") && !dir.path().join("bad").exists(), "{err}");
+}

@@ -374,3 +374,25 @@ fn bench_mcu_times_single_shapes_beside_cmsis_nn() {
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).1.contains("\"pointwise:16x16:96\"") && text(&o).1.contains("HxWxC"), "{:?}", text(&o));
 }
+
+/// Patch-based networks in QEMU against the shipped table's patched estimate (each stage layer
+/// looked up once per tile with the tile's shapes): MCUNet's released 256 KB model at its
+/// lowest-SRAM schedule and a random mcunet subnet.
+#[cfg(feature = "supernet")]
+#[test]
+fn patched_networks_in_qemu_match_the_tables_patched_estimate() {
+    if !mcu_tools("the patched latency check", &["arm-none-eabi-gcc", "qemu-system-arm"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let arch = repo().join("experiments/published/mcunet-256kb-1mb.json");
+    let o = nas(&["latency", "check", "--arch", arch.to_str().unwrap(), "--patches", "min-sram", "--tolerance", "0.05"], &repo());
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    assert!(out.contains("patch-based (min-sram)") && out.contains("patches 4x4@"), "{out}");
+    let o = nas(&["latency", "check", "--space", "mcunet", "--count", "1", "--seed", "3", "--patches", "2x2@s0.b0.project"], dir.path());
+    let (out, err) = text(&o);
+    // A fixed cut names a layer every mcunet subnet has.
+    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    assert!(out.contains("patches 2x2@s0.b0.project"), "{out}");
+}

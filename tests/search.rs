@@ -707,3 +707,31 @@ fn cifar_fused_searches_with_its_shipped_supernet_and_predictor() {
     // Real accuracies of a trained supernet on 1000 test images, not chance.
     assert!(measured.iter().all(|&a| a > 0.5), "{measured:?}");
 }
+
+/// `--patches`: a budget no mcunet subnet meets per layer becomes feasible with patch-based
+/// execution, every front member names its schedule (table, pareto.json) and fits, and `nas
+/// pick` says how to export it.
+#[test]
+fn patches_make_an_sram_budget_below_every_per_layer_plan_feasible() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = ["search", "--space", "mcunet", "--sram", "64k", "--objectives", "latency,sram", "--generations", "5", "--population", "12"];
+    let o = nas(dir.path(), &[&base[..], &["--measure", "0", "--no-plot", "--out", "per-layer"]].concat());
+    assert_eq!(o.status.code(), Some(1), "per layer nothing fits 64 KiB: {}", text(&o));
+    let o = nas(dir.path(), &[&base[..], &["--measure", "0", "--no-plot", "--patches", "--out", "tiles"]].concat());
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("patches: a subnet over the SRAM budget") && out.contains(" patches\n"), "{out}");
+    let p = pareto(dir.path(), "tiles");
+    let members = p["members"].as_array().unwrap();
+    assert!(!members.is_empty());
+    for m in members {
+        let x = &m["metrics"];
+        assert!(x["sram"].as_u64().unwrap() <= 64 * 1024, "{m}");
+        let schedule = x["patches"]["schedule"].as_str().unwrap_or_else(|| panic!("no schedule: {m}"));
+        assert!(out.contains(schedule), "{schedule} not in the table:\n{out}");
+    }
+    let o = nas(dir.path(), &["pick", "tiles", "--rule", "knee", "--out", "a.json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(said.contains("patch-based") && said.contains("--patches"), "{said}");
+}

@@ -50,6 +50,11 @@ pub(crate) struct Args {
     /// Compute backend for the supernet: cpu, wgpu, vulkan or cuda.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Patch-based C (MCUNetV2): run the first layers tile by tile, `PxP@LAYER` or `auto` / `min-sram`
+    /// as `nas inspect --patches` takes them (`auto`: the fastest schedule fitting the board's
+    /// SRAM; none when per-layer execution fits). The `.tflite` stays per-layer.
+    #[arg(long)]
+    patches: Option<crate::cost::patch::PatchSpec>,
 }
 
 /// Read an arch file or the member with archive id `ID` of a `pareto.json` (`PATH#ID`).
@@ -75,6 +80,7 @@ pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
         data: a.data,
         test_split: a.split == "test",
         device: a.device,
+        patches: a.patches,
     };
     match export(&r, &mut |line| {
         if line.starts_with("note:") { eprintln!("{line}") } else { println!("{line}") }

@@ -301,6 +301,9 @@ mod measure {
         /// Random archs.
         #[arg(long, default_value_t = 20)]
         count: usize,
+        /// Check these archs (JSON or RUN/pareto.json#ID, repeatable) instead of random ones.
+        #[arg(long)]
+        arch: Vec<String>,
         /// Seed of the archs, synthetic weights and inputs.
         #[arg(long, default_value_t = 1)]
         seed: u64,
@@ -313,6 +316,11 @@ mod measure {
         /// Fail (exit 2) when an arch's relative error exceeds this.
         #[arg(long, default_value_t = 0.10)]
         tolerance: f64,
+        /// Run each arch patch-based and check the patched prediction (per-tile table lookups):
+        /// `min-sram`, `auto` (the board's SRAM), or `PxP@LAYER`; archs with no schedule run per
+        /// layer.
+        #[arg(long)]
+        patches: Option<crate::cost::patch::PatchSpec>,
     }
 
     pub(crate) fn profile(a: ProfileArgs) -> anyhow::Result<Outcome> {
@@ -339,10 +347,12 @@ mod measure {
             board: a.board,
             space: a.space,
             count: a.count,
+            archs: a.arch.iter().map(|s| crate::search::output::read_arch_spec(s)).collect::<Result<_, _>>()?,
             seed: a.seed,
             table: a.table,
             keep: a.keep,
             tolerance: a.tolerance,
+            patches: a.patches,
         };
         let report = check_table(
             &r,

@@ -47,6 +47,8 @@ struct Member {
     sram: u64,
     flash: u64,
     macs: u64,
+    /// `PxP@LAYER` when the member runs patch-based (searched with `--patches`).
+    patches: Option<String>,
 }
 
 pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
@@ -66,6 +68,7 @@ pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
                 sram: x["sram"].as_u64().unwrap_or(u64::MAX),
                 flash: x["flash"].as_u64().unwrap_or(u64::MAX),
                 macs: x["macs"].as_u64().unwrap_or(u64::MAX),
+                patches: x["patches"]["schedule"].as_str().map(str::to_string),
             }
         })
         .collect();
@@ -140,5 +143,12 @@ pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
         chosen.macs as f64 / 1e6,
         a.out.display()
     );
+    if let Some(p) = &chosen.patches {
+        println!(
+            "  its SRAM is patch-based ({p}): `nas export --arch {}/pareto.json#{}` keeps the schedule; with the arch file add --patches {p}",
+            a.run.display(),
+            chosen.id
+        );
+    }
     Ok(Outcome::Ok)
 }

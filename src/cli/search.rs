@@ -81,6 +81,11 @@ pub(crate) struct Args {
     /// the knee (the members --measure measures, when both are equal).
     #[arg(long, default_value_t = 8)]
     pub rows: usize,
+    /// Let subnets over the SRAM budget run their first layers tile by tile (MCUNetV2
+    /// patch-based inference): each gets the fastest schedule that fits (`nas inspect --patches
+    /// auto`), searched jointly with the subnet; the table says which members use one.
+    #[arg(long)]
+    pub patches: bool,
 }
 
 /// A parsed `--objectives` list.
@@ -133,6 +138,7 @@ impl From<Args> for SearchRequest {
             device: a.device,
             plot: !a.no_plot,
             rows: a.rows,
+            patches: a.patches,
         }
     }
 }
@@ -199,6 +205,9 @@ pub(crate) struct BenchArgs {
     /// Objectives.
     #[arg(long, default_value = "acc,latency,sram,flash", value_parser = objectives_arg)]
     objectives: ObjectiveList,
+    /// Patch-based subnets allowed, as `nas search --patches`.
+    #[arg(long)]
+    patches: bool,
 }
 
 pub(crate) fn bench(a: BenchArgs) -> anyhow::Result<Outcome> {
@@ -211,6 +220,7 @@ pub(crate) fn bench(a: BenchArgs) -> anyhow::Result<Outcome> {
         generations: a.generations,
         predictor: a.predictor,
         objectives: a.objectives.0,
+        patches: a.patches,
     };
     print!("{}", crate::search::job::bench(&r)?);
     Ok(Outcome::Ok)

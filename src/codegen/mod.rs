@@ -19,6 +19,7 @@ pub mod tools;
 
 use std::fmt::Write as _;
 
+use crate::cost::patch::{PatchPlan, Region, Tile};
 use crate::cost::plan::{ArenaPlan, BufferKind, fused_add_chunk};
 use crate::export::add_form::{AddForm, add_form};
 use crate::export::{QOp, QuantNet, Requant};
@@ -55,9 +56,25 @@ pub struct PlanMismatch(String);
 /// Generate `model.h` / `model.c` for `q`, laid out as `plan` (from the cost model's report of
 /// `q.net`). `title` goes in the files' header comment.
 pub fn generate(q: &QuantNet, plan: &ArenaPlan, title: &str) -> Result<CModel, PlanMismatch> {
+    emit(q, plan, None, title)
+}
+
+/// [`generate`] for patch-based execution: the patch stage of `patches` (a plan of `q.net`) runs
+/// tile by tile from a table of steps (`tn_step_t`: each tile's regions, pitches and window
+/// padding), in its plan's arena; the rest runs per layer.
+pub fn generate_patched(q: &QuantNet, patches: &PatchPlan, title: &str) -> Result<CModel, PlanMismatch> {
+    emit(q, &patches.plan, Some(patches), title)
+}
+
+fn emit(q: &QuantNet, plan: &ArenaPlan, patches: Option<&PatchPlan>, title: &str) -> Result<CModel, PlanMismatch> {
     let net = &q.net;
+    let split = patches.map_or(0, |p| p.schedule.split);
     let tensor_off = |t: TensorId| -> Result<u64, PlanMismatch> {
-        plan.tensor(t).map(|p| p.offset).ok_or_else(|| PlanMismatch(format!("tensor {} has no placement", t.0)))
+        plan.placements
+            .iter()
+            .find(|p| p.what == BufferKind::Tensor(t) || p.what == BufferKind::Tile(t))
+            .map(|p| p.offset)
+            .ok_or_else(|| PlanMismatch(format!("tensor {} has no placement", t.0)))
     };
     let scratch_off = |l: usize| -> Result<u64, PlanMismatch> {
         plan.placements
@@ -110,6 +127,7 @@ pub fn generate(q: &QuantNet, plan: &ArenaPlan, title: &str) -> Result<CModel, P
     writeln!(c, "static int8_t tn_arena[MODEL_ARENA_SIZE] __attribute__((aligned(8)));\n").unwrap();
 
     let mut calls = String::new();
+    let mut stage = String::new();
     for (i, (layer, op)) in net.layers.iter().zip(&q.ops).enumerate() {
         let x = net.shape(layer.input);
         let y = net.shape(layer.output);
@@ -140,6 +158,11 @@ pub fn generate(q: &QuantNet, plan: &ArenaPlan, title: &str) -> Result<CModel, P
                 match layer.kind {
                     // The add after it runs this conv (`tn_pointwise_add`).
                     _ if fused(i + 1) => String::new(),
+                    LayerKind::DepthwiseConv2d { .. } if i < split => {
+                        format!("tn_tile_depthwise(&L{i}, s + {i}, tn_arena, (int16_t *)(void *)A({}));", scratch_off(i)?)
+                    }
+                    _ if i < split && pointwise => format!("tn_tile_pointwise(&L{i}, s + {i}, tn_arena);"),
+                    _ if i < split => format!("tn_tile_conv(&L{i}, s + {i}, tn_arena, (int16_t *)(void *)A({}));", scratch_off(i)?),
                     LayerKind::DepthwiseConv2d { .. } => {
                         format!("tn_depthwise(&L{i}, A({xo}), A({yo}), (int16_t *)(void *)A({}));", scratch_off(i)?)
                     }
@@ -185,7 +208,11 @@ pub fn generate(q: &QuantNet, plan: &ArenaPlan, title: &str) -> Result<CModel, P
                     .unwrap();
                     continue;
                 }
-                format!("tn_add(&L{i}, A({xo}), A({}), A({yo}));", tensor_off(b)?)
+                if i < split {
+                    format!("tn_tile_add(&L{i}, s + {i}, tn_arena, {});", y.c)
+                } else {
+                    format!("tn_add(&L{i}, A({xo}), A({}), A({yo}));", tensor_off(b)?)
+                }
             }
             (LayerKind::GlobalAvgPool, QOp::AvgPool) => {
                 c.push('\n');
@@ -205,12 +232,41 @@ pub fn generate(q: &QuantNet, plan: &ArenaPlan, title: &str) -> Result<CModel, P
             }
             (kind, op) => unreachable!("{kind:?} quantised as {op:?}"),
         };
-        if !call.is_empty() {
+        if call.is_empty() {
+            continue;
+        }
+        if i < split {
+            writeln!(stage, "        TN_MARK({i}, 0);\n        {call}\n        TN_MARK({i}, 1);").unwrap();
+        } else {
             writeln!(calls, "    TN_MARK({i}, 0);\n    {call}\n    TN_MARK({i}, 1);").unwrap();
         }
     }
 
     c.push_str("#define A(off) (tn_arena + (off))\n\n");
+    if let Some(p) = patches {
+        let steps = steps_table(q, p, &tensor_off)?;
+        writeln!(
+            c,
+            "/* Patch stage {}: layers 0..{split}, {} tiles; one step per tile and layer. */",
+            p.schedule.describe(net),
+            p.tiles.len()
+        )
+        .unwrap();
+        writeln!(c, "static const tn_step_t model_steps[{}] = {{", steps.len()).unwrap();
+        for s in &steps {
+            writeln!(c, "    {s},").unwrap();
+        }
+        c.push_str("};\n\n");
+        writeln!(
+            c,
+            "static void tn_patch_stage(void) {{\n    for (const tn_step_t *s = model_steps; s < model_steps + {}; s += {split}) {{",
+            steps.len()
+        )
+        .unwrap();
+        c.push_str(&stage);
+        c.push_str("    }\n}\n\n");
+        calls.insert_str(0, "    tn_patch_stage();\n");
+    }
     writeln!(c, "int8_t *model_input(void) {{ return A({in_off}); }}\n").unwrap();
     writeln!(c, "int8_t *model_output(void) {{ return A({out_off}); }}\n").unwrap();
     c.push_str("int model_invoke(const int8_t *in, int8_t *out) {\n    if (in == 0 || out == 0) return -1;\n");
@@ -218,6 +274,68 @@ pub fn generate(q: &QuantNet, plan: &ArenaPlan, title: &str) -> Result<CModel, P
     c.push_str(&calls);
     writeln!(c, "    if (out != A({out_off})) memcpy(out, A({out_off}), MODEL_OUTPUT_SIZE);\n    return 0;\n}}").unwrap();
     Ok(CModel { header: h, source: c, arena_bytes: plan.arena_bytes })
+}
+
+/// One `tn_step_t` initialiser per tile and stage layer, tile-major: where the step's input(s)
+/// and output regions start in the arena and the row pitches of the buffers holding them (a tile
+/// buffer holds its tile's region of the tensor, a full-size tensor all of it).
+fn steps_table(
+    q: &QuantNet,
+    p: &PatchPlan,
+    tensor_off: &dyn Fn(TensorId) -> Result<u64, PlanMismatch>,
+) -> Result<Vec<String>, PlanMismatch> {
+    let net = &q.net;
+    let split = p.schedule.split;
+    let mut rows = Vec::with_capacity(p.tiles.len() * split);
+    for tile in &p.tiles {
+        // Offset of `region` of tensor `t` and the row pitch (pixels) of its buffer.
+        let locate = |t: TensorId, region: Region| -> Result<(u64, usize), PlanMismatch> {
+            let shape = net.shape(t);
+            let base = buffer_region(p, tile, t, shape.h, shape.w);
+            if region.rows.lo < base.rows.lo
+                || region.rows.hi > base.rows.hi
+                || region.cols.lo < base.cols.lo
+                || region.cols.hi > base.cols.hi
+            {
+                return Err(PlanMismatch(format!("tile {:?}: region {region} of tensor {} outside its buffer {base}", tile.index, t.0)));
+            }
+            let px = (region.rows.lo - base.rows.lo) * base.cols.len() + (region.cols.lo - base.cols.lo);
+            Ok((tensor_off(t)? + (px * shape.c) as u64, base.cols.len()))
+        };
+        for (i, step) in tile.steps.iter().enumerate() {
+            let l = &net.layers[i];
+            let (input, pitch) = locate(l.input, step.reads)?;
+            let (input2, pitch2) = match l.input2 {
+                Some(b) => locate(b, step.out)?,
+                None => (0, 0),
+            };
+            let (output, out_pitch) = locate(l.output, step.out)?;
+            let big = [step.reads.rows.len(), step.reads.cols.len(), pitch, pitch2, out_pitch].into_iter().any(|v| v > u16::MAX as usize);
+            if big || step.padding.top > 255 || step.padding.left > 255 || output > u32::MAX as u64 {
+                return Err(PlanMismatch(format!("tile {:?}, layer {i}: geometry beyond tn_step_t's fields", tile.index)));
+            }
+            rows.push(format!(
+                "{{{input}, {input2}, {output}, {}, {}, {}, {}, {pitch}, {pitch2}, {out_pitch}, {}, {}}}",
+                step.reads.rows.len(),
+                step.reads.cols.len(),
+                step.out.rows.len(),
+                step.out.cols.len(),
+                step.padding.top,
+                step.padding.left
+            ));
+        }
+    }
+    Ok(rows)
+}
+
+/// The region of tensor `t` its buffer holds during `tile`: the tile's region for a tile buffer,
+/// the whole `h x w` tensor for a full-size one (the network input, the stage output).
+fn buffer_region(p: &PatchPlan, tile: &Tile, t: TensorId, h: usize, w: usize) -> Region {
+    use crate::cost::patch::Span;
+    match (p.tile_bytes[t.0 as usize], tile.regions[t.0 as usize]) {
+        (Some(_), Some(r)) => r,
+        _ => Region { rows: Span { lo: 0, hi: h }, cols: Span { lo: 0, hi: w } },
+    }
 }
 
 /// The linear form the C kernel computes add layer `i` of `q` with ([`add_form`]), if it has one.

@@ -36,6 +36,50 @@ fn host_matches_reference(q: &QuantNet, engine: EngineProfile, n: usize, seed: u
     }
 }
 
+/// The patch-based C of `q` under `schedule`, built with the host compiler, against the
+/// reference; also checks that every stage layer is called once per tile.
+fn patched_host_matches_reference(q: &QuantNet, schedule: crate::cost::patch::PatchSchedule, n: usize, seed: u64) {
+    use crate::cost::layer_cost;
+    use crate::cost::patch::plan_patches;
+    let engine = EngineProfile::default();
+    let costs: Vec<_> = (0..q.net.layers.len()).map(|i| layer_cost(&q.net, i)).collect();
+    let p = plan_patches(&q.net, &costs, &engine, schedule).unwrap();
+    let model = generate_patched(q, &p, "test").unwrap();
+    assert_eq!(model.arena_bytes, p.plan.arena_bytes);
+    assert!(model.source.contains(&format!("model_steps[{}]", p.tiles.len() * schedule.split)), "{}", schedule.describe(&q.net));
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in model.files() {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let exe = tools::build_host(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let inputs = random_inputs(n, q.net.shape(q.net.input).elems(), seed);
+    let got = tools::run_host(&exe, &inputs, q.net.shape(q.net.output).elems()).unwrap();
+    for (i, (x, y)) in inputs.iter().zip(&got).enumerate() {
+        assert_eq!(&q.run(x), y, "image {i}: patch-based host C ({}) differs from the Rust reference", schedule.describe(&q.net));
+    }
+}
+
+#[test]
+fn patched_host_c_is_bit_exact_on_random_archs() {
+    use crate::cost::patch::{PatchSchedule, valid_splits};
+    // MBConv (mcunet: kernels 3/5/7, residual adds inside the stage) and fused-MBConv (dense kxk
+    // expands) networks, cut at a residual add and at the deepest valid point, 2..4 tiles.
+    for (name, seed) in [("mcunet", 3), ("cifar-fused", 4)] {
+        let s = space(name);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut arch = Arch::sample(&s, &mut rng);
+        arch.resolution = *s.resolutions.iter().min().unwrap();
+        let net = lower(&arch, &s);
+        let q = QuantNet::synthetic(&net, 30 + seed);
+        let splits = valid_splits(&net);
+        let at_add = splits.iter().copied().find(|&k| net.layers[k - 1].kind == LayerKind::Add).expect("a residual add");
+        let deepest = *splits.iter().filter(|&&k| net.shape(net.layers[k - 1].output).h >= 4).max().unwrap();
+        for (k, tiles) in [(at_add, 2), (at_add, 3), (deepest, 4)] {
+            patched_host_matches_reference(&q, PatchSchedule { tiles, split: k }, 2, seed);
+        }
+    }
+}
+
 #[test]
 fn host_c_is_bit_exact_on_random_archs() {
     for (name, count) in [("cifar", 3), ("mcunet", 1)] {
@@ -105,6 +149,14 @@ fn host_c_is_bit_exact_without_in_place_and_on_edge_shapes() {
     let q = QuantNet::synthetic(&net, 9);
     host_matches_reference(&q, EngineProfile::default(), 8, 1);
     host_matches_reference(&q, EngineProfile { in_place_depthwise: false, ..EngineProfile::default() }, 8, 2);
+    // Tile by tile, uneven tiles of odd maps: every valid cut (stride-2 k5, residual k7, the
+    // stem alone) with 2 and 3 tiles per side where the stage output allows.
+    for split in crate::cost::patch::valid_splits(&q.net) {
+        let out = q.net.shape(q.net.layers[split - 1].output);
+        for tiles in (2..=3).filter(|&t| t <= out.h.min(out.w)) {
+            patched_host_matches_reference(&q, crate::cost::patch::PatchSchedule { tiles, split }, 3, split as u64);
+        }
+    }
 }
 
 /// The DSP output stage of `tn_kernels.c` (`tn_fast_out`) rests on two identities; here they are

@@ -20,7 +20,7 @@ use crate::ir::{LayerId, LayerKind, Network, Padding, TensorId};
 use serde::Serialize;
 
 /// Where the network is cut and into how many tiles.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct PatchSchedule {
     /// Tiles per side: the stage output is cut into `tiles x tiles` regions.
     pub tiles: usize,
@@ -173,7 +173,23 @@ pub struct PatchPlan {
     pub plan: ArenaPlan,
 }
 
+/// Flash bytes of one `tn_step_t` of the generated C (three u32 offsets, seven u16, two u8).
+pub const STEP_BYTES: u64 = 28;
+
 impl PatchPlan {
+    /// Flash the patch-based C adds to the per-layer figure, as the cost model's byte classes
+    /// (layer data, code): the step table (one step per tile and stage layer) and the tile code
+    /// (the tile kernels' entry points and the stage loop, [`EngineProfile::patch_code_flash`]).
+    pub fn flash_classes(&self, engine: &EngineProfile) -> (u64, u64) {
+        (STEP_BYTES * (self.tiles.len() * self.schedule.split) as u64, engine.patch_code_flash)
+    }
+
+    /// Total of [`PatchPlan::flash_classes`].
+    pub fn flash_bytes(&self, engine: &EngineProfile) -> u64 {
+        let (table, code) = self.flash_classes(engine);
+        table + code
+    }
+
     /// Recomputed MACs as a fraction of the per-layer MACs.
     pub fn overhead(&self) -> f64 {
         self.macs as f64 / self.base_macs.max(1) as f64 - 1.0
@@ -455,6 +471,53 @@ pub fn auto_by(net: &Network, engine: &EngineProfile, sram_budget: u64, max_tile
     }
 }
 
+/// Feasible cuts [`fit`] ranks before it stops looking deeper: recomputation grows with the
+/// stage's depth, so past the first few cuts that fit, deeper ones only add MACs.
+pub const FIT_CUTS: usize = 3;
+
+/// The search's schedule for a network whose per-layer plan exceeds `sram_budget` (arena plus
+/// runtime): over the valid cuts, shallow to deep, each with the fewest tiles (2..=`max_tiles`)
+/// that fits, the one of lowest `cost` among the first [`FIT_CUTS`] cuts that fit; `None` when
+/// no schedule fits. Cuts whose later layers alone exceed the budget are skipped unplanned: after
+/// the stage the joint plan holds at least the per-layer plan's live bytes of every later step.
+pub fn fit(
+    net: &Network,
+    engine: &EngineProfile,
+    sram_budget: u64,
+    max_tiles: usize,
+    cost: &dyn Fn(&PatchPlan) -> f64,
+) -> Option<PatchPlan> {
+    let costs: Vec<LayerCost> = (0..net.layers.len()).map(|i| layer_cost(net, i)).collect();
+    let live = plan::plan_arena(net, &costs, engine).live_bytes;
+    // floor[k]: the most bytes live at any step from k on.
+    let mut floor = vec![0u64; live.len() + 1];
+    for k in (0..live.len()).rev() {
+        floor[k] = floor[k + 1].max(live[k]);
+    }
+    let mut best: Option<(f64, PatchPlan)> = None;
+    let mut cuts = 0;
+    for split in valid_splits(net) {
+        if floor[split.min(live.len())] + engine.runtime_sram > sram_budget {
+            continue;
+        }
+        for tiles in 2..=max_tiles {
+            let Ok(p) = plan_patches(net, &costs, engine, PatchSchedule { tiles, split }) else { break };
+            if p.plan.arena_bytes + engine.runtime_sram <= sram_budget {
+                let c = cost(&p);
+                if best.as_ref().is_none_or(|(b, _)| c < *b) {
+                    best = Some((c, p));
+                }
+                cuts += 1;
+                break;
+            }
+        }
+        if cuts == FIT_CUTS {
+            break;
+        }
+    }
+    best.map(|(_, p)| p)
+}
+
 #[cfg(test)]
 mod tests;
 
@@ -472,6 +535,16 @@ pub enum PatchSpec {
         /// The stage's last layer.
         last: String,
     },
+}
+
+impl std::fmt::Display for PatchSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PatchSpec::Auto => write!(f, "auto"),
+            PatchSpec::MinSram => write!(f, "min-sram"),
+            PatchSpec::Fixed { tiles, last } => write!(f, "{tiles}x{tiles}@{last}"),
+        }
+    }
 }
 
 impl std::str::FromStr for PatchSpec {

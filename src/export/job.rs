@@ -10,6 +10,8 @@ use rayon::prelude::*;
 
 use super::{FloatNet, QuantNet, materialize, network_inputs, quantize, tflite};
 use crate::board::Board;
+use crate::cost::EngineProfile;
+use crate::cost::patch::{self, PatchPlan, PatchReport, PatchSpec};
 use crate::data::{Dataset, Normalization, Split, batch_from_indices, split_train_val_calib};
 use crate::ir::{Network, lower};
 use crate::run_folder::{RunFolder, Start};
@@ -64,6 +66,10 @@ pub struct ExportRequest {
     pub test_split: bool,
     /// Compute backend.
     pub device: String,
+    /// Patch-based execution of the C export (`nas inspect --patches`): a fixed schedule, or the
+    /// fastest one that fits the board's SRAM. The `.tflite` stays per-layer (TFLite has no
+    /// tile-by-tile execution).
+    pub patches: Option<PatchSpec>,
 }
 
 /// What an export produced.
@@ -131,15 +137,36 @@ pub fn export(r: &ExportRequest, log: &mut dyn FnMut(&str)) -> anyhow::Result<Ex
     let meta = checkpoint::load_meta(&dir)?;
     arch.validate(&meta.space, &arch_name)?;
     let net = lower(&arch, &meta.space);
-    // A network the board cannot hold is refused before any work, as `nas inspect` does.
-    let report = crate::cost::CostModel::new(crate::cost::EngineProfile::default()).report(&net);
-    if report.flash.total > board.flash || report.sram > board.sram {
+    // A network the board cannot hold is refused before any work, as `nas inspect` does; a
+    // patch schedule is planned (and a bad one refused) now too.
+    let engine = crate::cost::EngineProfile::default();
+    let report = crate::cost::CostModel::new(engine).report(&net);
+    let patches = match (&r.patches, r.arch.as_deref()) {
+        (Some(spec), _) => patch_report(&net, &engine, spec, &board)?.plan,
+        // A front member searched with --patches runs with its own schedule.
+        (None, Some(spec)) => match crate::search::output::read_member_spec(spec)?.1 {
+            Some(s) => {
+                let costs: Vec<_> = (0..net.layers.len()).map(|i| crate::cost::layer_cost(&net, i)).collect();
+                Some(patch::plan_patches(&net, &costs, &engine, s)?)
+            }
+            None => None,
+        },
+        (None, None) => None,
+    };
+    let (flash, sram) = match &patches {
+        Some(p) => (report.flash.total + p.flash_bytes(&engine), p.plan.arena_bytes + engine.runtime_sram),
+        None => (report.flash.total, report.sram),
+    };
+    if let (Some(p), true) = (&patches, r.format.c()) {
+        log(&format!("patch-based C: {} ({:+.1}% MACs recomputed)", p.schedule.describe(&net), 100.0 * p.overhead()));
+    }
+    if flash > board.flash || sram > board.sram {
         return Ok(Exported::DoesNotFit(format!(
             "{arch_name} does not fit board {}: flash {} of {} available, SRAM {} of {} (cost model; `nas inspect` shows the layers)",
             board.name,
-            crate::size::Human(report.flash.total),
+            crate::size::Human(flash),
             crate::size::Human(board.flash),
-            crate::size::Human(report.sram),
+            crate::size::Human(sram),
             crate::size::Human(board.sram)
         )));
     }
@@ -193,7 +220,8 @@ pub fn export(r: &ExportRequest, log: &mut dyn FnMut(&str)) -> anyhow::Result<Ex
     crate::search::write_atomic(&arch_path, arch.to_json().as_bytes()).with_context(|| format!("writing {}", arch_path.display()))?;
     if r.format.c() {
         let probe: Vec<Vec<i8>> = probe_inputs(&eval_set, &eval_idx, norm, &net, &device).iter().map(|x| q.quantize_input(x)).collect();
-        c_export(&q, &board, &r.out.join("c"), &probe, &format!("{arch_name} ({})", arch.space), r.verify, log)?;
+        let title = format!("{arch_name} ({})", arch.space);
+        c_export(&q, &board, patches.as_ref(), &r.out.join("c"), &probe, &title, r.verify, log)?;
     }
     Ok(Exported::Done { float_top1, int8_top1, images: n, calib: calib.len(), litert })
 }
@@ -207,10 +235,22 @@ fn probe_inputs(ds: &Dataset, idx: &[usize], norm: &Normalization, net: &Network
     network_inputs(batch_tensor(&batch_from_indices(ds, &idx[..n], norm), device), net)
 }
 
-/// Write the C model and its firmware project into `dir`; with `verify`, check it.
+/// The patch schedule `spec` asks for on `board`: `auto` ranks the schedules that fit by the
+/// board's latency table where it has one (as `nas inspect --patches` does).
+fn patch_report(net: &Network, engine: &EngineProfile, spec: &PatchSpec, board: &Board) -> anyhow::Result<PatchReport> {
+    let table = crate::latency::model::shipped_table_model(board)?;
+    let by_latency = table.as_ref().map(|m| move |p: &PatchPlan| m.patch_layer_cycles(net, p).iter().sum::<f64>());
+    let rank = by_latency.as_ref().map(|f| f as &dyn Fn(&PatchPlan) -> f64);
+    Ok(patch::report(net, engine, spec, board.sram, rank)?)
+}
+
+/// Write the C model and its firmware project into `dir` (tile by tile with `patches`); with
+/// `verify`, check it.
+#[allow(clippy::too_many_arguments)]
 fn c_export(
     q: &QuantNet,
     board: &Board,
+    patches: Option<&PatchPlan>,
     dir: &Path,
     probe: &[Vec<i8>],
     title: &str,
@@ -220,8 +260,20 @@ fn c_export(
     use crate::codegen::{firmware, generate, tools};
     let net = &q.net;
     let engine = crate::cost::EngineProfile::default();
-    let report = crate::cost::CostModel::new(engine).report(net);
-    let model = generate(q, &report.plan, title)?;
+    let mut report = crate::cost::CostModel::new(engine).report(net);
+    let model = match patches {
+        Some(p) => {
+            // The patch stage's step table and tile code, and the joint arena.
+            let (table, code) = p.flash_classes(&engine);
+            report.flash.layers += table;
+            report.flash.code += code;
+            report.flash.total += table + code;
+            report.sram = p.plan.arena_bytes + engine.runtime_sram;
+            report.plan = p.plan.clone();
+            crate::codegen::generate_patched(q, p, title)?
+        }
+        None => generate(q, &report.plan, title)?,
+    };
     let target = firmware::Target::for_board(board, false).map_err(anyhow::Error::msg)?;
     let input_size = net.shape(net.input).elems();
     firmware::write_project(dir, &model, &target, probe, input_size).with_context(|| format!("writing {}", dir.display()))?;

@@ -15,6 +15,7 @@ use crate::arch::Arch;
 use crate::board::{Board, Boards};
 use crate::codegen::firmware::{Core, Target, write_project};
 use crate::codegen::{generate, tools};
+use crate::cost::patch::{self, PatchPlan};
 use crate::cost::{CostModel, EngineProfile};
 use crate::export::QuantNet;
 use crate::ir::lower;
@@ -317,6 +318,8 @@ pub struct CheckRequest {
     pub space: String,
     /// Random archs.
     pub count: usize,
+    /// Given archs, checked instead of random ones when not empty.
+    pub archs: Vec<Arch>,
     /// Seed of the archs, weights and inputs.
     pub seed: u64,
     /// Table [default: `latency_tables/<board>.csv`].
@@ -325,6 +328,8 @@ pub struct CheckRequest {
     pub keep: Option<PathBuf>,
     /// Largest relative whole-network error accepted.
     pub tolerance: f64,
+    /// Patch-based execution of every arch that gets a schedule (`auto`: within the board's SRAM).
+    pub patches: Option<crate::cost::patch::PatchSpec>,
 }
 
 /// One checked network.
@@ -344,6 +349,8 @@ pub struct CheckRow {
     pub measured: u64,
     /// Sum of the measured per-layer instructions.
     pub layer_sum: u64,
+    /// The patch schedule it ran with (`PxP@LAYER`), if any.
+    pub patches: Option<String>,
 }
 
 impl CheckRow {
@@ -374,7 +381,11 @@ impl std::fmt::Display for CheckRow {
             self.measured,
             100.0 * self.error(),
             100.0 * (self.predicted - self.layer_sum as f64) / self.layer_sum as f64
-        )
+        )?;
+        match &self.patches {
+            Some(p) => write!(f, "  patches {p}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -432,7 +443,7 @@ impl std::fmt::Display for CheckReport {
 /// Check a table against whole networks in QEMU (`nas latency check`). `header` receives a line
 /// on what is checked before the first network runs; `on_row` each network as it finishes.
 pub fn check_table(r: &CheckRequest, header: &mut dyn FnMut(&str), on_row: &mut dyn FnMut(&CheckRow)) -> anyhow::Result<CheckReport> {
-    if r.count == 0 {
+    if r.count == 0 && r.archs.is_empty() {
         anyhow::bail!("--count 0: expected at least 1 arch");
     }
     let b = board(&r.board)?;
@@ -458,25 +469,43 @@ pub fn check_table(r: &CheckRequest, header: &mut dyn FnMut(&str), on_row: &mut 
     target.ram = 4 << 20;
     let space = crate::space::resolve(&r.space)?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(r.seed);
-    let archs: Vec<Arch> = (0..r.count).map(|_| Arch::sample(&space, &mut rng)).collect();
+    let archs: Vec<Arch> =
+        if r.archs.is_empty() { (0..r.count).map(|_| Arch::sample(&space, &mut rng)).collect() } else { r.archs.clone() };
+    let spaces = archs.iter().map(|a| crate::space::resolve(&a.space)).collect::<Result<Vec<_>, _>>()?;
+    for (a, s) in archs.iter().zip(&spaces) {
+        a.validate(s, "--arch")?;
+    }
     let tmp = tempfile::tempdir()?;
     let root = r.keep.clone().unwrap_or_else(|| tmp.path().to_path_buf());
     header(&format!(
-        "table {} ({} rows) vs whole networks of space {} in qemu-system-arm {} (-icount shift=0), {} archs, synthetic weights",
+        "table {} ({} rows) vs whole networks of {} in qemu-system-arm {} (-icount shift=0), {} archs, synthetic weights{}",
         table_path.display(),
         table.rows.len(),
-        space.name,
+        if r.archs.is_empty() { format!("space {}", space.name) } else { "the given archs".into() },
         target.core.qemu_machine().unwrap_or("?"),
-        archs.len()
+        archs.len(),
+        r.patches.as_ref().map_or(String::new(), |p| format!(", patch-based ({p})"))
     ));
     let mut rows = Vec::new();
     let mut by_op: Vec<(Op, f64, u64, usize)> = Op::ALL.iter().map(|&op| (op, 0.0, 0, 0)).collect();
     let started = Instant::now();
-    for (k, arch) in archs.iter().enumerate() {
-        let net = lower(arch, &space);
+    for (k, (arch, space)) in archs.iter().zip(&spaces).enumerate() {
+        let net = lower(arch, space);
         let q = QuantNet::synthetic(&net, r.seed + k as u64);
-        let report = CostModel::new(EngineProfile::default()).report(&net);
-        let c_model = generate(&q, &report.plan, &format!("latency check arch {k}"))?;
+        let engine = EngineProfile::default();
+        let report = CostModel::new(engine).report(&net);
+        let layers = model.layers(&net);
+        let by_table = |p: &PatchPlan| model.patch_layer_cycles(&net, p).iter().sum::<f64>();
+        let plan = match &r.patches {
+            Some(spec) => patch::report(&net, &engine, spec, b.sram, Some(&by_table))?.plan,
+            None => None,
+        };
+        let title = format!("latency check arch {k}");
+        // Per layer: the table's cycles as the firmware runs it (summed over tiles in the stage).
+        let (c_model, cycles) = match &plan {
+            Some(p) => (crate::codegen::generate_patched(&q, p, &title)?, model.patch_layer_cycles(&net, p)),
+            None => (generate(&q, &report.plan, &title)?, layers.iter().map(|l| l.cycles).collect()),
+        };
         let dir = root.join(format!("arch{k}"));
         let size = net.shape(net.input).elems();
         let input: Vec<i8> = (0..size).map(|_| rng.random_range(-128i32..=127) as i8).collect();
@@ -486,10 +515,9 @@ pub fn check_table(r: &CheckRequest, header: &mut dyn FnMut(&str), on_row: &mut 
         if out.unit != "instructions" || out.totals.is_empty() || out.layers.len() != net.layers.len() {
             anyhow::bail!("arch {k}: unexpected firmware output (unit {:?}, {} layers)", out.unit, out.layers.len());
         }
-        let layers = model.layers(&net);
-        for (l, m) in layers.iter().zip(&out.layers) {
+        for ((l, m), c) in layers.iter().zip(&out.layers).zip(&cycles) {
             let t = by_op.iter_mut().find(|t| t.0 == l.key.op).expect("known op");
-            t.1 += l.cycles / cpu;
+            t.1 += c / cpu;
             t.2 += m;
             t.3 += 1;
         }
@@ -498,9 +526,10 @@ pub fn check_table(r: &CheckRequest, header: &mut dyn FnMut(&str), on_row: &mut 
             layers: net.layers.len(),
             exact: layers.iter().filter(|l| l.source == Source::Exact).count(),
             macs: report.macs,
-            predicted: layers.iter().map(|l| l.cycles / cpu).sum(),
+            predicted: cycles.iter().map(|c| c / cpu).sum(),
             measured: out.totals[0],
             layer_sum: out.layers.iter().sum(),
+            patches: plan.as_ref().map(|p| p.schedule.describe(&net)),
         };
         on_row(&row);
         rows.push(row);

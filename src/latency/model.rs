@@ -242,6 +242,11 @@ impl LatencyModel for TableLatencyModel {
         cycles / (self.clock_mhz * 1e3)
     }
 
+    /// Every stage layer looked up per tile with the tile's shapes ([`Self::patch_layer_cycles`]).
+    fn patched_latency_ms(&self, net: &Network, plan: &PatchPlan) -> f64 {
+        self.ms(self.patch_layer_cycles(net, plan).iter().sum())
+    }
+
     fn label(&self) -> String {
         let p = &self.provenance;
         let how = match self.unit {

@@ -103,6 +103,8 @@ mod exact_metrics {
         arena: u64,
         latency_ms: String,
         acc_predicted: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        patches: Option<crate::cost::patch::PatchSchedule>,
     }
 
     pub fn serialize<S: Serializer>(m: &Metrics, s: S) -> Result<S::Ok, S::Error> {
@@ -114,6 +116,7 @@ mod exact_metrics {
             arena: m.arena,
             latency_ms: m.latency_ms.to_string(),
             acc_predicted: m.acc_predicted.map(|a| a.to_string()),
+            patches: m.patches,
         }
         .serialize(s)
     }
@@ -129,6 +132,7 @@ mod exact_metrics {
             arena: r.arena,
             latency_ms: num(&r.latency_ms)?,
             acc_predicted: r.acc_predicted.as_deref().map(num).transpose()?,
+            patches: r.patches,
         })
     }
 }

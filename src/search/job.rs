@@ -63,6 +63,8 @@ pub struct SearchRequest {
     pub plot: bool,
     /// Rows of the summary table.
     pub rows: usize,
+    /// Patch-based subnets allowed ([`Evaluator::with_patches`]).
+    pub patches: bool,
 }
 
 impl SearchRequest {
@@ -111,6 +113,7 @@ impl Default for SearchRequest {
             device: "cpu".into(),
             plot: true,
             rows: 8,
+            patches: false,
         }
     }
 }
@@ -166,15 +169,16 @@ impl SearchJob {
         let config = SearchConfig { population: r.population, generations: r.generations, seed: r.seed, ..SearchConfig::default() };
         let out = r.out.clone().unwrap_or_else(|| {
             PathBuf::from(format!(
-                "runs/{}-{}-sram{}k-flash{}k-seed{}",
+                "runs/{}-{}-sram{}k-flash{}k-seed{}{}",
                 space.name,
                 board.name,
                 budget.sram / 1024,
                 budget.flash / 1024,
-                r.seed
+                r.seed,
+                if r.patches { "-patches" } else { "" }
             ))
         });
-        let eval = Evaluator::new(space, budget, r.objectives.clone(), latency, accuracy)?;
+        let eval = Evaluator::new(space, budget, r.objectives.clone(), latency, accuracy)?.with_patches(r.patches);
         let mut search = Search::new(eval, config)?;
         let folder = RunFolder::open(&out, r.start, "search")?;
         if r.start == Start::Resume {
@@ -218,6 +222,9 @@ impl SearchJob {
         s += &format!("latency: {} (provenance in {})\n", e.latency_short_label(), self.out.join("pareto.json").display());
         if let Some(l) = e.accuracy_label() {
             s += &format!("accuracy: predicted by {l}\n");
+        }
+        if e.patches() {
+            s += "patches: a subnet over the SRAM budget per layer runs its first layers tile by tile, with the fastest schedule that fits\n";
         }
         s
     }
@@ -445,6 +452,8 @@ pub struct BenchRequest {
     pub predictor: Option<PathBuf>,
     /// Objectives.
     pub objectives: Vec<Objective>,
+    /// Patch-based subnets allowed.
+    pub patches: bool,
 }
 
 /// Timings of a whole predictor-screened search in memory (no files written).
@@ -505,7 +514,8 @@ pub fn bench(r: &BenchRequest) -> anyhow::Result<BenchReport> {
         let p = MlpPredictor::new(file, &space, Path::new("<untrained>"))?;
         (Some(Box::new(p)), format!("untrained 3x400 MLP (timing only: no predictor at {})", path.display()))
     };
-    let eval = Evaluator::new(space.clone(), budget, r.objectives.clone(), Box::new(MacsPerCycleModel::for_board(&board)?), accuracy)?;
+    let eval = Evaluator::new(space.clone(), budget, r.objectives.clone(), Box::new(MacsPerCycleModel::for_board(&board)?), accuracy)?
+        .with_patches(r.patches);
     let config = SearchConfig { population: r.population, generations: r.generations, ..SearchConfig::default() };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let what = format!(

@@ -15,6 +15,7 @@
 //! reference kernels). Expect errors of 20-35% per model: MAC/cycle differs between networks.
 
 use crate::board::Board;
+use crate::cost::patch::PatchPlan;
 use crate::ir::{LayerKind, Network};
 
 /// How every output labels latencies from [`MacsPerCycleModel`].
@@ -50,6 +51,11 @@ pub trait LatencyModel: Send + Sync {
     fn label(&self) -> String;
     /// A few words for tables, plot axes and messages (the provenance stays in [`Self::label`]).
     fn short_label(&self) -> String;
+    /// Latency under patch-based execution `plan` of `net`: by default the model's figure for the
+    /// MACs executed (recomputation included).
+    fn patched_latency_ms(&self, net: &Network, plan: &PatchPlan) -> f64 {
+        self.latency_ms(net, plan.macs)
+    }
     /// What a resumed search must find unchanged: the model's content, not the path it was read
     /// from (a run resumed from another directory names the same table by another path).
     fn identity(&self) -> String {
@@ -107,6 +113,12 @@ impl MacsPerCycleModel {
 impl LatencyModel for MacsPerCycleModel {
     fn latency_ms(&self, net: &Network, macs: u64) -> f64 {
         self.cycles(net, macs) / (self.clock_mhz * 1e3)
+    }
+
+    /// The executed MACs, and each stage layer's overhead once per tile.
+    fn patched_latency_ms(&self, net: &Network, plan: &PatchPlan) -> f64 {
+        let calls = (plan.tiles.len().saturating_sub(1) * plan.schedule.split) as f64;
+        (self.cycles(net, plan.macs) + LAYER_OVERHEAD_CYCLES * calls) / (self.clock_mhz * 1e3)
     }
 
     fn label(&self) -> String {

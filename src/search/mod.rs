@@ -25,7 +25,7 @@ pub mod output;
 pub mod repair;
 
 use crate::arch::Arch;
-use crate::cost::{CostModel, EngineProfile};
+use crate::cost::{CostModel, EngineProfile, patch};
 use crate::predictor::AccuracyModel;
 use crate::space::SearchSpace;
 use archive::{Archive, Record};
@@ -132,6 +132,9 @@ pub struct Evaluator {
     latency: Box<dyn LatencyModel>,
     accuracy: Option<Box<dyn AccuracyModel>>,
     cost: CostModel,
+    /// Archs over the SRAM budget per layer may run their first layers tile by tile
+    /// ([`patch::fit`]); their metrics are then the patch-based ones.
+    patches: bool,
 }
 
 impl Evaluator {
@@ -157,6 +160,7 @@ impl Evaluator {
             latency,
             accuracy,
             cost: CostModel::new(EngineProfile::default()),
+            patches: false,
         };
         let largest = e.costs(&Arch::largest(&e.space));
         e.scales.latency_ms = budget.latency_ms.unwrap_or(largest.latency_ms);
@@ -164,11 +168,25 @@ impl Evaluator {
         Ok(e)
     }
 
-    /// Costs and latency of `arch` (no accuracy).
+    /// Let archs whose per-layer plan exceeds the SRAM budget run patch-based (MCUNetV2): the
+    /// search then chooses each one's schedule jointly with the arch (`nas search --patches`).
+    pub fn with_patches(mut self, on: bool) -> Self {
+        self.patches = on;
+        self
+    }
+
+    /// Whether archs may run patch-based ([`Evaluator::with_patches`]).
+    pub fn patches(&self) -> bool {
+        self.patches
+    }
+
+    /// Costs and latency of `arch` (no accuracy): per layer, or with patches on and the per-layer
+    /// SRAM over budget, under the fastest schedule that fits ([`patch::fit`]; the arch's MACs
+    /// stay the network's, its latency counts the recomputation).
     pub fn costs(&mut self, arch: &Arch) -> Metrics {
         let net = crate::ir::lower(arch, &self.space);
         let s = self.cost.summary(&net);
-        Metrics {
+        let mut m = Metrics {
             macs: s.macs,
             params: s.params,
             flash: s.flash,
@@ -176,7 +194,21 @@ impl Evaluator {
             arena: s.arena,
             latency_ms: self.latency.latency_ms(&net, s.macs),
             acc_predicted: None,
+            patches: None,
+        };
+        if self.patches && s.sram > self.budget.sram {
+            let engine = self.cost.engine;
+            let latency = &self.latency;
+            let rank = |p: &patch::PatchPlan| latency.patched_latency_ms(&net, p);
+            if let Some(p) = patch::fit(&net, &engine, self.budget.sram, 4, &rank) {
+                m.sram = p.plan.arena_bytes + engine.runtime_sram;
+                m.arena = p.plan.arena_bytes;
+                m.flash += p.flash_bytes(&engine);
+                m.latency_ms = rank(&p);
+                m.patches = Some(p.schedule);
+            }
         }
+        m
     }
 
     /// Fill `acc_predicted` of `metrics[i]` for `archs[i]` when accuracy is an objective.
@@ -302,6 +334,9 @@ pub struct RunKey {
     pub p_resolution: f64,
     /// Retries before repair.
     pub retries: usize,
+    /// Patch-based archs allowed (absent in runs saved before it existed: false).
+    #[serde(default)]
+    pub patches: bool,
 }
 
 /// The saved state of a search after a completed generation (`state.json`). The archive
@@ -393,6 +428,7 @@ impl Search {
             p_mutate: self.config.p_mutate,
             p_resolution: self.config.p_resolution,
             retries: self.config.retries,
+            patches: self.eval.patches,
         }
     }
 

@@ -97,6 +97,10 @@ pub struct Metrics {
     /// Predicted top-1 in [0, 1]; `None` when accuracy is not an objective or the arch was
     /// rejected before prediction.
     pub acc_predicted: Option<f64>,
+    /// The patch schedule the arch runs with (`nas search --patches`), whose SRAM, flash and
+    /// latency the fields above then are; `None`: per-layer execution.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patches: Option<crate::cost::patch::PatchSchedule>,
 }
 
 /// Budgets; an arch is feasible when it is within every one.

@@ -55,9 +55,15 @@ pub fn archive_frame(search: &Search, pareto: &[usize], measured: &Measured) -> 
             "depths".into(),
             recs.iter().map(|r| r.arch.depths().iter().map(|d| d.to_string()).collect::<Vec<_>>().join("-")).collect::<Vec<String>>(),
         ),
+        Column::new("patches".into(), recs.iter().map(|r| patch_label(r, &search.eval.space).unwrap_or_default()).collect::<Vec<String>>()),
         Column::new("arch".into(), recs.iter().map(|r| serde_json::to_string(&r.arch).expect("arch serialises")).collect::<Vec<String>>()),
     ];
     DataFrame::new(recs.len(), cols)
+}
+
+/// `PxP@LAYER` of a record that runs patch-based (`nas search --patches`), `None` per layer.
+pub fn patch_label(r: &super::archive::Record, space: &crate::space::SearchSpace) -> Option<String> {
+    r.metrics.patches.map(|p| p.describe(&crate::ir::lower(&r.arch, space)))
 }
 
 /// Write `df` as Parquet (`stem.parquet`) and, without its `arch` column, as CSV (`stem.csv`).
@@ -180,6 +186,9 @@ pub fn write_pareto_json(search: &Search, pareto: &[usize], measured: &Measured,
                 "latency_ms_estimate": r.metrics.latency_ms,
                 "sram": r.metrics.sram, "arena": r.metrics.arena, "flash": r.metrics.flash,
                 "macs": r.metrics.macs, "params": r.metrics.params,
+                "patches": r.metrics.patches.map(|p| serde_json::json!({
+                    "tiles": p.tiles, "split": p.split, "schedule": patch_label(r, &search.eval.space),
+                })),
             },
             "arch": r.arch,
             "layers": layer_columns(&layer_rows(&r.arch, &search.eval.space)),
@@ -292,14 +301,29 @@ pub fn summary_table(search: &Search, pareto: &[usize], measured: &Measured, max
         rows.retain(|(_, why)| why.ends_with("knee"));
     }
     let recs = &search.archive.records;
+    // With patch-based archs allowed, each row says how its first layers run.
+    let patches = search.eval.patches();
     let mut s = format!(
-        "{:<24} {:>6} {:>9} {:>9} {:>12} {:>10} {:>10} {:>8} {:>5} {:>4}  {}\n",
-        "chosen as", "id", "acc_pred%", "acc_meas%", "latency_ms*", "SRAM", "flash", "MMACs", "W", "R", "depths"
+        "{:<24} {:>6} {:>9} {:>9} {:>12} {:>10} {:>10} {:>8} {:>5} {:>4}  {:<16}{}\n",
+        "chosen as",
+        "id",
+        "acc_pred%",
+        "acc_meas%",
+        "latency_ms*",
+        "SRAM",
+        "flash",
+        "MMACs",
+        "W",
+        "R",
+        "depths",
+        if patches { "  patches" } else { "" }
     );
     for (i, why) in &rows {
         let (i, r) = (*i, &recs[*i]);
+        let label =
+            if patches { format!("  {}", patch_label(r, &search.eval.space).unwrap_or_else(|| "per layer".into())) } else { String::new() };
         s.push_str(&format!(
-            "{:<24} {:>6} {:>9} {:>9} {:>12.2} {:>10} {:>10} {:>8.2} {:>5} {:>4}  {}\n",
+            "{:<24} {:>6} {:>9} {:>9} {:>12.2} {:>10} {:>10} {:>8.2} {:>5} {:>4}  {:<16}{label}\n",
             why,
             i,
             pct(r.metrics.acc_predicted),
@@ -382,8 +406,14 @@ impl ParetoFile {
 /// The arch of `spec`: an arch JSON file, or `RUN/pareto.json#ID` for the front member with
 /// archive id `ID` (the `id` column of `nas search`'s table and of `nas pick`).
 pub fn read_arch_spec(spec: &str) -> Result<crate::arch::Arch, ReadError> {
+    read_member_spec(spec).map(|(arch, _)| arch)
+}
+
+/// [`read_arch_spec`] with the patch schedule a `RUN/pareto.json#ID` member runs with (searched
+/// with `--patches`); an arch file has none.
+pub fn read_member_spec(spec: &str) -> Result<(crate::arch::Arch, Option<crate::cost::patch::PatchSchedule>), ReadError> {
     let Some((path, n)) = spec.rsplit_once('#') else {
-        return crate::arch::Arch::from_path(Path::new(spec)).map_err(|e| ReadError(e.to_string()));
+        return crate::arch::Arch::from_path(Path::new(spec)).map(|a| (a, None)).map_err(|e| ReadError(e.to_string()));
     };
     let err = |message: String| ReadError(format!("{spec}: {message}"));
     let id: usize = n
@@ -398,5 +428,12 @@ pub fn read_arch_spec(spec: &str) -> Result<crate::arch::Arch, ReadError> {
             ids.join(", ")
         ))
     })?;
-    Ok(m.arch.clone())
+    let patches = match m.metrics.get("patches") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(v) => Some(
+            serde_json::from_value::<crate::cost::patch::PatchSchedule>(v.clone())
+                .map_err(|e| err(format!("member {id}: bad patch schedule: {e}")))?,
+        ),
+    };
+    Ok((m.arch.clone(), patches))
 }

@@ -272,7 +272,7 @@ static void tn_pw_channel(const tn_out_t *q, const int8_t *in, const int8_t *w, 
     for (int32_t px = 0; px < n; px++) out[px * cout + o] = tn_conv_out(q, tn_dot8(in + px * cin, w, cin, q->bias[o]), o);
 }
 
-void tn_pointwise(const tn_conv_t *p, const int8_t *in, int8_t *out) {
+static void tn_pointwise_flat(const tn_conv_t *p, const int8_t *in, int8_t *out) {
     const tn_out_t q = tn_out_of(p);
     const int8_t *const weight = p->weight;
     const int32_t n = (int32_t)p->out_h * p->out_w;
@@ -297,11 +297,24 @@ void tn_pointwise(const tn_conv_t *p, const int8_t *in, int8_t *out) {
     for (; o < cout; o++) tn_pw_channel(&q, in, weight + o * cin, cin, cout, n, out, o);
 }
 
+void tn_pointwise(const tn_conv_t *p, const int8_t *in, int8_t *out) { tn_pointwise_flat(p, in, out); }
+
+void tn_pointwise_at(const tn_conv_t *p, const int8_t *in, int32_t in_pitch, int8_t *out, int32_t out_pitch) {
+    if (in_pitch == p->out_w && out_pitch == p->out_w) {
+        tn_pointwise_flat(p, in, out);
+        return;
+    }
+    /* Rows of a tile inside wider tensors: one flat run per row. */
+    tn_conv_t r = *p;
+    r.in_h = r.out_h = 1;
+    for (int32_t y = 0; y < p->out_h; y++) tn_pointwise_flat(&r, in + y * in_pitch * p->in_c, out + y * out_pitch * p->out_c);
+}
+
 /* ---- kxk dense convolution --------------------------------------------------------------- */
 
 /* The im2col column of output pixel (oy, ox): input + offset, 0 on the padding, written in order
  * and then (DSP) every full group of 4 swapped into (0, 2, 1, 3) order, two words at a time. */
-static void tn_im2col(const tn_conv_t *p, const int8_t *in, int32_t oy, int32_t ox, int16_t *col) {
+static void tn_im2col(const tn_conv_t *p, const int8_t *in, int32_t in_pitch, int32_t oy, int32_t ox, int16_t *col) {
     const int32_t k = p->kernel, cin = p->in_c, len = k * k * cin, off = p->in_offset, run = k * cin;
     const int32_t ix0 = ox * p->stride - p->pad_left;
     /* A kernel row inside the image is one contiguous run of k * cin input bytes. */
@@ -314,7 +327,7 @@ static void tn_im2col(const tn_conv_t *p, const int8_t *in, int32_t oy, int32_t 
             d += run;
             continue;
         }
-        const int8_t *x = in + (iy * p->in_w + ix0) * cin;
+        const int8_t *x = in + (iy * in_pitch + ix0) * cin;
         if (row_inside) {
             int32_t i = 0;
             for (; i + 1 < run; i += 2) d[i] = (int16_t)(x[i] + off), d[i + 1] = (int16_t)(x[i + 1] + off);
@@ -386,7 +399,10 @@ TN_INLINE void tn_dot_col2x2(const int16_t *ca, const int16_t *cb, const int8_t 
 }
 #endif
 
-void tn_conv(const tn_conv_t *p, const int8_t *in, int8_t *out, int16_t *scratch) {
+/* Output pixel px (row-major over the output's out_h x out_w) in rows `out_pitch` pixels apart. */
+#define TN_PIXEL(out, px, ow, pitch, c) ((out) + (((px) / (ow)) * (pitch) + (px) % (ow)) * (c))
+
+void tn_conv_at(const tn_conv_t *p, const int8_t *in, int32_t in_pitch, int8_t *out, int32_t out_pitch, int16_t *scratch) {
     const tn_out_t q = tn_out_of(p);
     const int32_t len = (int32_t)p->kernel * p->kernel * p->in_c;
     const int32_t cout = p->out_c, n = (int32_t)p->out_h * p->out_w;
@@ -396,9 +412,9 @@ void tn_conv(const tn_conv_t *p, const int8_t *in, int8_t *out, int16_t *scratch
     const int full = q.act_min == -128 && q.act_max == 127;
     /* Two pixels per pass, two output channels per step. */
     for (; px + 1 < n; px += 2) {
-        tn_im2col(p, in, px / p->out_w, px % p->out_w, col_a);
-        tn_im2col(p, in, (px + 1) / p->out_w, (px + 1) % p->out_w, col_b);
-        int8_t *ya = out + px * cout, *yb = ya + cout;
+        tn_im2col(p, in, in_pitch, px / p->out_w, px % p->out_w, col_a);
+        tn_im2col(p, in, in_pitch, (px + 1) / p->out_w, (px + 1) % p->out_w, col_b);
+        int8_t *ya = TN_PIXEL(out, px, p->out_w, out_pitch, cout), *yb = TN_PIXEL(out, px + 1, p->out_w, out_pitch, cout);
         /* The last channel alone is computed twice when cout is odd. */
         for (int32_t o = 0; o < cout; o += 2) {
             const int32_t o1 = o + 1 < cout ? o + 1 : o;
@@ -427,11 +443,14 @@ void tn_conv(const tn_conv_t *p, const int8_t *in, int8_t *out, int16_t *scratch
     }
 #endif
     for (; px < n; px++) {
-        tn_im2col(p, in, px / p->out_w, px % p->out_w, col_a);
-        for (int32_t o = 0; o < cout; o++) out[px * cout + o] = tn_conv_out(&q, tn_dot_col(col_a, p->weight + o * len, len, q.bias[o]), o);
+        tn_im2col(p, in, in_pitch, px / p->out_w, px % p->out_w, col_a);
+        int8_t *y = TN_PIXEL(out, px, p->out_w, out_pitch, cout);
+        for (int32_t o = 0; o < cout; o++) y[o] = tn_conv_out(&q, tn_dot_col(col_a, p->weight + o * len, len, q.bias[o]), o);
     }
     (void)col_b;
 }
+
+void tn_conv(const tn_conv_t *p, const int8_t *in, int8_t *out, int16_t *scratch) { tn_conv_at(p, in, p->in_w, out, p->out_w, scratch); }
 
 /* ---- depthwise convolution ----------------------------------------------------------------- */
 
@@ -469,29 +488,29 @@ TN_INLINE int32_t tn_dw_acc(const int16_t *r, int32_t pw, const int16_t *wk, int
 }
 
 /* Any channel: the general output stage. */
-TN_INLINE void tn_dw_plane_k(const tn_out_t *q, int32_t out_h, int32_t out_w, int32_t s, int32_t C, const int16_t *plane, int32_t pw,
-                             const int16_t *wk, int32_t bias, int32_t c, int8_t *out, const int32_t K) {
+TN_INLINE void tn_dw_plane_k(const tn_out_t *q, int32_t out_h, int32_t out_w, int32_t opitch, int32_t s, int32_t C, const int16_t *plane,
+                             int32_t pw, const int16_t *wk, int32_t bias, int32_t c, int8_t *out, const int32_t K) {
     const int32_t m = q->mult[c], sh = q->shift[c];
     for (int32_t oy = 0; oy < out_h; oy++) {
         const int16_t *row0 = plane + oy * s * pw;
-        int8_t *y = out + (oy * out_w) * C + c;
+        int8_t *y = out + (oy * opitch) * C + c;
         for (int32_t ox = 0; ox < out_w; ox++, y += C) *y = tn_out_inline(q, tn_dw_acc(row0 + ox * s, pw, wk, bias, K), m, sh);
     }
 }
 
 /* With the DSP fast stage this serves only the rare channels it does not take, so one copy for
  * every kernel size; the plain C path runs every channel here, with the taps unrolled per size. */
-static void tn_dw_plane(const tn_out_t *q, int32_t out_h, int32_t out_w, int32_t s, int32_t C, const int16_t *plane, int32_t pw,
-                        const int16_t *wk, int32_t bias, int32_t c, int8_t *out, int32_t K) {
+static void tn_dw_plane(const tn_out_t *q, int32_t out_h, int32_t out_w, int32_t opitch, int32_t s, int32_t C, const int16_t *plane,
+                        int32_t pw, const int16_t *wk, int32_t bias, int32_t c, int8_t *out, int32_t K) {
 #if !TN_DSP
     switch (K) {
-    case 3: tn_dw_plane_k(q, out_h, out_w, s, C, plane, pw, wk, bias, c, out, 3); return;
-    case 5: tn_dw_plane_k(q, out_h, out_w, s, C, plane, pw, wk, bias, c, out, 5); return;
-    case 7: tn_dw_plane_k(q, out_h, out_w, s, C, plane, pw, wk, bias, c, out, 7); return;
+    case 3: tn_dw_plane_k(q, out_h, out_w, opitch, s, C, plane, pw, wk, bias, c, out, 3); return;
+    case 5: tn_dw_plane_k(q, out_h, out_w, opitch, s, C, plane, pw, wk, bias, c, out, 5); return;
+    case 7: tn_dw_plane_k(q, out_h, out_w, opitch, s, C, plane, pw, wk, bias, c, out, 7); return;
     default: break;
     }
 #endif
-    tn_dw_plane_k(q, out_h, out_w, s, C, plane, pw, wk, bias, c, out, K);
+    tn_dw_plane_k(q, out_h, out_w, opitch, s, C, plane, pw, wk, bias, c, out, K);
 }
 
 #if TN_DSP
@@ -520,7 +539,7 @@ TN_INLINE void tn_dw_acc2(const int16_t *r, int32_t s, int32_t pw, const int16_t
  * layer of a calibrated network): offset folded, one SSAT; two outputs per step. */
 /* The shape of a layer's channel planes, shared by its channels' calls. */
 typedef struct {
-    int32_t out_h, out_w, s, C, pw;
+    int32_t out_h, out_w, s, C, pw, opitch; /* opitch: output row pitch in pixels */
     const int16_t *plane;
 } tn_dw_shape_t;
 
@@ -528,7 +547,7 @@ TN_INLINE void tn_dw_plane_fast(const tn_dw_shape_t *g, const int16_t *wk, int32
     const tn_fast_t f = *fp;
     const int32_t out_h = g->out_h, out_w = g->out_w, s = g->s, C = g->C, pw = g->pw;
     const int16_t *plane = g->plane;
-    const int32_t row_step = s * pw, skip = C * out_w;
+    const int32_t row_step = s * pw, skip = C * g->opitch;
     for (int32_t oy = out_h; oy > 0; oy--, plane += row_step, y += skip) {
         const int16_t *r = plane;
         int8_t *yy = y;
@@ -579,9 +598,9 @@ TN_INLINE void tn_dw3_acc4(const int16_t *r, int32_t pitch, const int16_t *wk, i
 /* A 3x3 stride-1 channel of the fast output stage: four outputs per step, then pairs. */
 static void tn_dw_plane_fast3s1(const tn_dw_shape_t *g, const int16_t *wk, int32_t bias, const tn_fast_t *fp, int8_t *y) {
     const tn_fast_t f = *fp;
-    const int32_t out_h = g->out_h, out_w = g->out_w, C = g->C, pw = g->pw, pitch = 2 * pw;
+    const int32_t out_h = g->out_h, out_w = g->out_w, C = g->C, pw = g->pw, pitch = 2 * pw, skip = C * g->opitch;
     const int16_t *plane = g->plane;
-    for (int32_t oy = out_h; oy > 0; oy--, plane += pw, y += C * out_w) {
+    for (int32_t oy = out_h; oy > 0; oy--, plane += pw, y += skip) {
         const int16_t *r = plane;
         int8_t *yy = y;
         int32_t ox = out_w;
@@ -622,10 +641,10 @@ TN_DW_FAST_K(7)
 #undef TN_DW_FAST_K
 #endif
 
-void tn_depthwise(const tn_conv_t *p, const int8_t *in, int8_t *out, int16_t *scratch) {
+void tn_depthwise_at(const tn_conv_t *p, const int8_t *in, int32_t in_pitch, int8_t *out, int32_t out_pitch, int16_t *scratch) {
     const tn_out_t q = tn_out_of(p);
     const int32_t k = p->kernel, s = p->stride, C = p->in_c, oh = p->out_h, ow = p->out_w;
-    const int32_t in_w = p->in_w, pad_top = p->pad_top, pad_left = p->pad_left, in_offset = p->in_offset;
+    const int32_t pad_top = p->pad_top, pad_left = p->pad_left, in_offset = p->in_offset;
     const int8_t *const weight = p->weight;
     const int32_t ph = (p->out_h - 1) * s + k, pw = (p->out_w - 1) * s + k;
     /* Input rows / columns that any tap reads. */
@@ -633,7 +652,7 @@ void tn_depthwise(const tn_conv_t *p, const int8_t *in, int8_t *out, int16_t *sc
     const int32_t cols = p->in_w < pw - p->pad_left ? p->in_w : pw - p->pad_left;
 #if TN_DSP
     const int full = q.act_min == -128 && q.act_max == 127;
-    const tn_dw_shape_t g = {oh, ow, s, C, pw, scratch};
+    const tn_dw_shape_t g = {oh, ow, s, C, pw, out_pitch, scratch};
 #endif
     /* Weights of one channel as int16, one row of TN_DW_MAX_K + 1 per kernel row. */
     int16_t wk[TN_DW_MAX_K * (TN_DW_MAX_K + 1)] __attribute__((aligned(4)));
@@ -641,7 +660,7 @@ void tn_depthwise(const tn_conv_t *p, const int8_t *in, int8_t *out, int16_t *sc
     for (int32_t i = 0, n = ph * pw; i < n; i++) scratch[i] = (int16_t)-in_offset;
     for (int32_t c = 0; c < C; c++) {
         for (int32_t y = 0; y < rows; y++) {
-            const int8_t *x = in + (y * in_w) * C + c;
+            const int8_t *x = in + (y * in_pitch) * C + c;
             int16_t *d = scratch + (y + pad_top) * pw + pad_left;
             int32_t xx = 0;
 #if TN_DSP
@@ -666,8 +685,12 @@ void tn_depthwise(const tn_conv_t *p, const int8_t *in, int8_t *out, int16_t *sc
         }
 #endif
         tn_dw_weights(wk, weight + c, C, k);
-        tn_dw_plane(&q, oh, ow, s, C, scratch, pw, wk, bias, c, out, k);
+        tn_dw_plane(&q, oh, ow, out_pitch, s, C, scratch, pw, wk, bias, c, out, k);
     }
+}
+
+void tn_depthwise(const tn_conv_t *p, const int8_t *in, int8_t *out, int16_t *scratch) {
+    tn_depthwise_at(p, in, p->in_w, out, p->out_w, scratch);
 }
 
 /* ---- residual add, average pool, fully connected ------------------------------------------ */
@@ -711,6 +734,47 @@ void tn_add(const tn_add_t *params, const int8_t *a, const int8_t *b, int8_t *ou
         int32_t x2 = tn_requant((b[i] + p->in2_offset) * (1 << 20), p->in2_mult, p->in2_shift);
         out[i] = tn_clamp(tn_requant(x1 + x2, p->out_mult, p->out_shift) + p->out_offset, p->act_min, p->act_max);
     }
+}
+
+void tn_add_at(const tn_add_t *p, const int8_t *a, int32_t a_pitch, const int8_t *b, int32_t b_pitch, int8_t *out, int32_t out_pitch,
+               int32_t rows, int32_t cols, int32_t c) {
+    tn_add_t r = *p;
+    if (a_pitch == cols && b_pitch == cols && out_pitch == cols) {
+        r.size = (uint32_t)(rows * cols * c);
+        tn_add(&r, a, b, out);
+        return;
+    }
+    r.size = (uint32_t)(cols * c);
+    for (int32_t y = 0; y < rows; y++) tn_add(&r, a + y * a_pitch * c, b + y * b_pitch * c, out + y * out_pitch * c);
+}
+
+/* ---- patch-based inference ------------------------------------------------------------------ */
+
+/* The layer descriptor with the tile's geometry. */
+static tn_conv_t tn_tile_geometry(const tn_conv_t *p, const tn_step_t *s) {
+    tn_conv_t g = *p;
+    g.in_h = s->in_h, g.in_w = s->in_w, g.out_h = s->out_h, g.out_w = s->out_w;
+    g.pad_top = s->pad_top, g.pad_left = s->pad_left;
+    return g;
+}
+
+void tn_tile_pointwise(const tn_conv_t *p, const tn_step_t *s, int8_t *arena) {
+    const tn_conv_t g = tn_tile_geometry(p, s);
+    tn_pointwise_at(&g, arena + s->in, s->in_pitch, arena + s->out, s->out_pitch);
+}
+
+void tn_tile_conv(const tn_conv_t *p, const tn_step_t *s, int8_t *arena, int16_t *scratch) {
+    const tn_conv_t g = tn_tile_geometry(p, s);
+    tn_conv_at(&g, arena + s->in, s->in_pitch, arena + s->out, s->out_pitch, scratch);
+}
+
+void tn_tile_depthwise(const tn_conv_t *p, const tn_step_t *s, int8_t *arena, int16_t *scratch) {
+    const tn_conv_t g = tn_tile_geometry(p, s);
+    tn_depthwise_at(&g, arena + s->in, s->in_pitch, arena + s->out, s->out_pitch, scratch);
+}
+
+void tn_tile_add(const tn_add_t *p, const tn_step_t *s, int8_t *arena, int32_t c) {
+    tn_add_at(p, arena + s->in, s->in_pitch, arena + s->in2, s->in2_pitch, arena + s->out, s->out_pitch, s->out_h, s->out_w, c);
 }
 
 #ifdef TN_PROFILE

@@ -47,6 +47,17 @@ typedef struct {
     const int32_t *bias; /* in_offset * sum(weights) folded in */
 } tn_fc_t;
 
+/* One layer of a patch stage on one tile (MCUNetV2 patch-based inference): where the tile's
+ * input and output regions lie in the arena, their row pitches (pixels) inside the buffers that
+ * hold them, and the tile's window geometry. Written by the code generator, one per tile and
+ * stage layer. */
+typedef struct {
+    uint32_t in, in2, out; /* arena offsets: first input, second input (add), output */
+    uint16_t in_h, in_w, out_h, out_w;
+    uint16_t in_pitch, in2_pitch, out_pitch;
+    uint8_t pad_top, pad_left; /* zero padding of this tile's window (0 inside the tensor) */
+} tn_step_t;
+
 /* 1x1 stride-1 convolution; no scratch. */
 void tn_pointwise(const tn_conv_t *p, const int8_t *in, int8_t *out);
 /* kxk dense convolution; scratch: 2 int16 columns of k*k*in_c (4*k*k*in_c bytes). */
@@ -64,6 +75,19 @@ void tn_add(const tn_add_t *p, const int8_t *a, const int8_t *b, int8_t *out);
  * used by TN_PROFILE builds only. */
 void tn_pointwise_add(const tn_conv_t *conv, const tn_add_t *add, int conv_first, const int8_t *in, int8_t *skip, int8_t *scratch,
                       int32_t chunk, int conv_layer);
+/* The same on a region of wider tensors: input rows `in_pitch` pixels apart, output rows
+ * `out_pitch` (the functions above are these with the descriptor's widths). */
+void tn_pointwise_at(const tn_conv_t *p, const int8_t *in, int32_t in_pitch, int8_t *out, int32_t out_pitch);
+void tn_conv_at(const tn_conv_t *p, const int8_t *in, int32_t in_pitch, int8_t *out, int32_t out_pitch, int16_t *scratch);
+void tn_depthwise_at(const tn_conv_t *p, const int8_t *in, int32_t in_pitch, int8_t *out, int32_t out_pitch, int16_t *scratch);
+void tn_add_at(const tn_add_t *p, const int8_t *a, int32_t a_pitch, const int8_t *b, int32_t b_pitch, int8_t *out, int32_t out_pitch,
+               int32_t rows, int32_t cols, int32_t c);
+/* A patch-stage layer on one tile: the layer's descriptor with the step's geometry, at the
+ * step's arena offsets. */
+void tn_tile_pointwise(const tn_conv_t *p, const tn_step_t *s, int8_t *arena);
+void tn_tile_conv(const tn_conv_t *p, const tn_step_t *s, int8_t *arena, int16_t *scratch);
+void tn_tile_depthwise(const tn_conv_t *p, const tn_step_t *s, int8_t *arena, int16_t *scratch);
+void tn_tile_add(const tn_add_t *p, const tn_step_t *s, int8_t *arena, int32_t c);
 /* Global average pool over h*w; output parameters equal the input's. scratch: 4*c bytes. */
 void tn_avgpool(uint16_t h, uint16_t w, uint16_t c, const int8_t *in, int8_t *out, int32_t *scratch);
 /* Fully connected. */

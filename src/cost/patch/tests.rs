@@ -358,6 +358,27 @@ fn every_schedule_plans_validly_and_auto_meets_the_budget() {
     assert!(!tight.fits && tight.plan.is_some());
 }
 
+/// The search's `fit` finds a schedule wherever `auto` finds one that fits, within the budget,
+/// and never a slower one than the fastest of its first cuts; nothing under the lowest peak.
+#[test]
+fn fit_meets_the_budget_where_auto_does() {
+    let engine = EngineProfile::default();
+    let net = net_of("mcunet", 0.5, 160);
+    let per_layer = CostModel::new(engine).summary(&net).sram;
+    let lowest = auto(&net, &engine, 0, 4).plan.unwrap().plan.arena_bytes + engine.runtime_sram;
+    let by_macs = |p: &PatchPlan| p.macs as f64;
+    for budget in [per_layer - 1, (per_layer + lowest) / 2, lowest + lowest / 10] {
+        let p = fit(&net, &engine, budget, 4, &by_macs).unwrap_or_else(|| panic!("budget {budget}: no schedule"));
+        assert!(p.plan.arena_bytes + engine.runtime_sram <= budget, "budget {budget}: {}", p.schedule.describe(&net));
+        assert_plan_valid(&net, &p);
+        let best = auto(&net, &engine, budget, 4).plan.unwrap();
+        // fit ranks only the fewest tiles of its first cuts: at most the overhead auto reaches
+        // plus the recomputation of one more tile row and column.
+        assert!(p.macs as f64 <= best.macs as f64 * 1.25, "budget {budget}: fit {} vs auto {}", p.macs, best.macs);
+    }
+    assert!(fit(&net, &engine, lowest - 1, 4, &by_macs).is_none(), "nothing fits under the lowest peak");
+}
+
 #[test]
 fn bad_schedules_are_refused_with_names() {
     let net = net_of("mcunet", 0.5, 160);
