@@ -45,6 +45,14 @@ pub enum SupernetError {
         /// Backend name as given.
         backend: &'static str,
     },
+    /// The backend is compiled in but finds no device to run on.
+    #[error("no {backend} device: the {backend} backend found no usable GPU on this machine ({why}); use --device cpu")]
+    NoDevice {
+        /// Backend name.
+        backend: &'static str,
+        /// What the backend said.
+        why: String,
+    },
     /// An unknown `--device` value.
     #[error("unknown device '{0}', expected one of cpu, wgpu, vulkan, cuda")]
     UnknownDevice(String),
@@ -108,22 +116,49 @@ impl DeviceChoice {
             DeviceChoice::Cpu => Ok(Device::flex()),
             DeviceChoice::Wgpu => {
                 #[cfg(feature = "wgpu")]
-                return Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice));
+                return probe(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice), "wgpu");
                 #[cfg(not(feature = "wgpu"))]
                 Err(SupernetError::BackendNotCompiled { backend: "wgpu" })
             }
             DeviceChoice::Vulkan => {
                 #[cfg(feature = "vulkan")]
-                return Ok(Device::vulkan(burn::tensor::DeviceKind::DefaultDevice));
+                return probe(Device::vulkan(burn::tensor::DeviceKind::DefaultDevice), "vulkan");
                 #[cfg(not(feature = "vulkan"))]
                 Err(SupernetError::BackendNotCompiled { backend: "vulkan" })
             }
             DeviceChoice::Cuda => {
                 #[cfg(feature = "cuda")]
-                return Ok(Device::cuda(0));
+                return probe(Device::cuda(0), "cuda");
                 #[cfg(not(feature = "cuda"))]
                 Err(SupernetError::BackendNotCompiled { backend: "cuda" })
             }
+        }
+    }
+}
+
+/// `device` once it has run one tiny operation: burn's GPU backends panic (on a thread of their
+/// own, then on the caller's) when no adapter exists, which becomes [`SupernetError::NoDevice`]
+/// here, before any work, instead of a backtrace.
+#[cfg(any(feature = "wgpu", feature = "vulkan", feature = "cuda"))]
+fn probe(device: Device, backend: &'static str) -> Result<Device, SupernetError> {
+    use std::sync::{Arc, Mutex};
+    let said: Arc<Mutex<Option<String>>> = Arc::default();
+    let hook = std::panic::take_hook();
+    let keep = Arc::clone(&said);
+    // The first message is the backend's own (the device thread's); later ones are echoes.
+    std::panic::set_hook(Box::new(move |info| {
+        let mut s = keep.lock().unwrap_or_else(|e| e.into_inner());
+        if s.is_none() {
+            *s = Some(info.payload_as_str().unwrap_or("the backend failed").to_string());
+        }
+    }));
+    let ran = std::panic::catch_unwind(|| burn::tensor::Tensor::<1>::zeros([1], &device).into_data());
+    std::panic::set_hook(hook);
+    match ran {
+        Ok(_) => Ok(device),
+        Err(_) => {
+            let why = said.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_default();
+            Err(SupernetError::NoDevice { backend, why: why.lines().next().unwrap_or("").to_string() })
         }
     }
 }
