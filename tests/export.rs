@@ -236,6 +236,12 @@ fn bad_export_flags_exit_2_naming_the_value() {
     let (code, err) = run(&["export", "--arch", "a.json", "--checkpoint", "run", "--format", "c", "--litert", "--out", "x"]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("--litert runs the .tflite"), "{err}");
+    let (code, err) = run(&["export", "--arch", "a.json", "--checkpoint", "run", "--format", "tflite", "--patches", "auto", "--out", "x"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--patches shapes the C export"), "{err}");
+    let (code, err) = run(&["export", "--arch", "a.json", "--checkpoint", "run", "--patches", "3x4@s0", "--out", "x"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("3x4@s0") && err.contains("square"), "{err}");
 }
 
 /// The shipped network under ResNet-8's budgets (`experiments/models/cifar-fused-r8`), exported

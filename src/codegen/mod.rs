@@ -86,7 +86,7 @@ fn emit(q: &QuantNet, plan: &ArenaPlan, patches: Option<&PatchPlan>, title: &str
     // A fused add's shortcut and sum share one placement (checked, as the C writes in place).
     let fused = |i: usize| plan.fused_adds.contains(&LayerId(i as u32));
     for &LayerId(a) in &plan.fused_adds {
-        let l = &net.layers[a as usize];
+        let l = net.layers.get(a as usize).ok_or_else(|| PlanMismatch(format!("fused add at layer {a} of {}", net.layers.len())))?;
         let ok = a > 0 && l.kind == LayerKind::Add && l.inputs().any(|t| t == net.layers[a as usize - 1].output);
         let skip = l.inputs().find(|&t| t != net.layers[a as usize - 1].output);
         if !ok || skip.map(tensor_off).transpose()? != Some(tensor_off(l.output)?) {
@@ -286,6 +286,11 @@ fn steps_table(
 ) -> Result<Vec<String>, PlanMismatch> {
     let net = &q.net;
     let split = p.schedule.split;
+    let sizes_differ =
+        p.tile_bytes.len() != net.tensors.len() || p.tiles.iter().any(|t| t.regions.len() != net.tensors.len() || t.steps.len() != split);
+    if split > net.layers.len() || sizes_differ {
+        return Err(PlanMismatch(format!("the patch plan ({} stage layers) is not one of this network's", split)));
+    }
     let mut rows = Vec::with_capacity(p.tiles.len() * split);
     for tile in &p.tiles {
         // Offset of `region` of tensor `t` and the row pitch (pixels) of its buffer.

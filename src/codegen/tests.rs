@@ -78,6 +78,13 @@ fn patched_host_c_is_bit_exact_on_random_archs() {
             patched_host_matches_reference(&q, PatchSchedule { tiles, split: k }, 2, seed);
         }
     }
+    // A plan of another network is refused, not indexed out of bounds.
+    let s = space("cifar");
+    let (a, b) = (lower(&Arch::smallest(&s), &s), lower(&Arch::largest(&s), &s));
+    let costs: Vec<_> = (0..a.layers.len()).map(|i| crate::cost::layer_cost(&a, i)).collect();
+    let split = *crate::cost::patch::valid_splits(&a).last().unwrap();
+    let p = crate::cost::patch::plan_patches(&a, &costs, &EngineProfile::default(), PatchSchedule { tiles: 2, split }).unwrap();
+    assert!(generate_patched(&QuantNet::synthetic(&b, 1), &p, "test").is_err());
 }
 
 #[test]

@@ -109,6 +109,9 @@ pub fn export(r: &ExportRequest, log: &mut dyn FnMut(&str)) -> anyhow::Result<Ex
     if r.verify && r.format == Format::Tflite {
         bail!("--verify checks the C export: use --format c or both");
     }
+    if r.patches.is_some() && !r.format.c() {
+        bail!("--patches shapes the C export (a .tflite always runs per layer): use --format c or both");
+    }
     if r.litert {
         if !r.format.tflite() {
             bail!("--litert runs the .tflite: use --format tflite or both");
@@ -142,6 +145,8 @@ pub fn export(r: &ExportRequest, log: &mut dyn FnMut(&str)) -> anyhow::Result<Ex
     let engine = crate::cost::EngineProfile::default();
     let report = crate::cost::CostModel::new(engine).report(&net);
     let patches = match (&r.patches, r.arch.as_deref()) {
+        // Only the C export runs tile by tile.
+        _ if !r.format.c() => None,
         (Some(spec), _) => patch_report(&net, &engine, spec, &board)?.plan,
         // A front member searched with --patches runs with its own schedule.
         (None, Some(spec)) => match crate::search::output::read_member_spec(spec)?.1 {
@@ -157,7 +162,7 @@ pub fn export(r: &ExportRequest, log: &mut dyn FnMut(&str)) -> anyhow::Result<Ex
         Some(p) => (report.flash.total + p.flash_bytes(&engine), p.plan.arena_bytes + engine.runtime_sram),
         None => (report.flash.total, report.sram),
     };
-    if let (Some(p), true) = (&patches, r.format.c()) {
+    if let Some(p) = &patches {
         log(&format!("patch-based C: {} ({:+.1}% MACs recomputed)", p.schedule.describe(&net), 100.0 * p.overhead()));
     }
     if flash > board.flash || sram > board.sram {
