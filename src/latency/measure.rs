@@ -469,9 +469,12 @@ pub fn check_table(r: &CheckRequest, header: &mut dyn FnMut(&str), on_row: &mut 
     target.ram = 4 << 20;
     let space = crate::space::resolve(&r.space)?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(r.seed);
-    let archs: Vec<Arch> =
-        if r.archs.is_empty() { (0..r.count).map(|_| Arch::sample(&space, &mut rng)).collect() } else { r.archs.clone() };
-    let spaces = archs.iter().map(|a| crate::space::resolve(&a.space)).collect::<Result<Vec<_>, _>>()?;
+    // Random archs come from --space (a TOML path too); given ones name their (shipped) space.
+    let (archs, spaces): (Vec<Arch>, Vec<SearchSpace>) = if r.archs.is_empty() {
+        ((0..r.count).map(|_| Arch::sample(&space, &mut rng)).collect(), vec![space.clone(); r.count])
+    } else {
+        (r.archs.clone(), r.archs.iter().map(|a| crate::space::resolve(&a.space)).collect::<Result<_, _>>()?)
+    };
     for (a, s) in archs.iter().zip(&spaces) {
         a.validate(s, "--arch")?;
     }
