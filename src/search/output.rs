@@ -303,8 +303,8 @@ pub fn summary_table(search: &Search, pareto: &[usize], measured: &Measured, max
     let recs = &search.archive.records;
     // With patch-based archs allowed, each row says how its first layers run.
     let patches = search.eval.patches();
-    let mut s = format!(
-        "{:<24} {:>6} {:>9} {:>9} {:>12} {:>10} {:>10} {:>8} {:>5} {:>4}  {:<16}{}\n",
+    let head = format!(
+        "{:<24} {:>6} {:>9} {:>9} {:>12} {:>10} {:>10} {:>8} {:>5} {:>4}  {:<16}{}",
         "chosen as",
         "id",
         "acc_pred%",
@@ -318,12 +318,14 @@ pub fn summary_table(search: &Search, pareto: &[usize], measured: &Measured, max
         "depths",
         if patches { "  patches" } else { "" }
     );
+    // No trailing blanks when the last column is the depths.
+    let mut s = format!("{}\n", head.trim_end());
     for (i, why) in &rows {
         let (i, r) = (*i, &recs[*i]);
         let label =
             if patches { format!("  {}", patch_label(r, &search.eval.space).unwrap_or_else(|| "per layer".into())) } else { String::new() };
-        s.push_str(&format!(
-            "{:<24} {:>6} {:>9} {:>9} {:>12.2} {:>10} {:>10} {:>8.2} {:>5} {:>4}  {:<16}{label}\n",
+        let line = format!(
+            "{:<24} {:>6} {:>9} {:>9} {:>12.2} {:>10} {:>10} {:>8.2} {:>5} {:>4}  {:<16}{label}",
             why,
             i,
             pct(r.metrics.acc_predicted),
@@ -335,7 +337,9 @@ pub fn summary_table(search: &Search, pareto: &[usize], measured: &Measured, max
             r.arch.width_mult,
             r.arch.resolution,
             r.arch.depths().iter().map(|d| d.to_string()).collect::<Vec<_>>().join("-"),
-        ));
+        );
+        s.push_str(line.trim_end());
+        s.push('\n');
     }
     if pareto.len() > rows.len() {
         s.push_str(&format!("... {} more front members in pareto.json (`nas pick` chooses among all)\n", pareto.len() - rows.len()));
