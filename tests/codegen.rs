@@ -170,10 +170,9 @@ fn patched_firmware_in_qemu_matches_reference_and_links_to_the_planned_arena() {
 /// and check it; returns the plan.
 fn patched_case(net: &tinynas::ir::Network, seed: u64, tiles: usize, deepest: bool, target: &Target) -> tinynas::cost::patch::PatchPlan {
     use tinynas::codegen::generate_patched;
-    use tinynas::cost::layer_cost;
     use tinynas::cost::patch::{PatchSchedule, plan_patches, valid_splits};
     let engine = EngineProfile::default();
-    let costs: Vec<_> = (0..net.layers.len()).map(|i| layer_cost(net, i)).collect();
+    let costs = tinynas::cost::layer_costs(net);
     let splits = valid_splits(net);
     let split = if deepest {
         *splits.iter().filter(|&&k| net.shape(net.layers[k - 1].output).h >= 4).max().unwrap()

@@ -2,7 +2,7 @@
 
 use super::{Outcome, size_arg};
 use crate::board::Boards;
-use crate::cost::patch::{self, PatchSpec};
+use crate::cost::patch::PatchSpec;
 use crate::cost::{CostModel, CostReport, EngineProfile};
 use crate::ir::{LayerKind, Network};
 use crate::size::Human;
@@ -65,14 +65,13 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
     };
     let report = CostModel::new(engine).report(&net);
     // With the board's latency table, `auto` picks the fastest schedule that fits.
-    let table = match args.patches {
-        Some(_) => crate::latency::model::shipped_table_model(board)?,
-        None => None,
+    let (patches, table) = match &args.patches {
+        Some(spec) => {
+            let (p, table) = crate::latency::model::patch_report_on_board(&net, &engine, spec, sram_budget, board)?;
+            (Some(p), table)
+        }
+        None => (None, None),
     };
-    let net_ref = &net;
-    let by_latency = table.as_ref().map(|m| move |p: &patch::PatchPlan| m.patch_layer_cycles(net_ref, p).iter().sum::<f64>());
-    let rank = by_latency.as_ref().map(|f| f as &dyn Fn(&patch::PatchPlan) -> f64);
-    let patches = args.patches.as_ref().map(|spec| patch::report(&net, &engine, spec, sram_budget, rank)).transpose()?;
     let latency = table
         .as_ref()
         .zip(patches.as_ref().and_then(|p| p.plan.as_ref()))

@@ -20,10 +20,9 @@ fn random_inputs(n: usize, size: usize, seed: u64) -> Vec<Vec<i8>> {
     (0..n).map(|_| (0..size).map(|_| rng.random_range(-128i32..=127) as i8).collect()).collect()
 }
 
-/// Build `q` with the host compiler and compare its outputs with the reference, byte for byte.
-fn host_matches_reference(q: &QuantNet, engine: EngineProfile, n: usize, seed: u64) {
-    let report = CostModel::new(engine).report(&q.net);
-    let model = generate(q, &report.plan, "test").unwrap();
+/// Build `model` (generated from `q`) with the host compiler and compare its outputs on `n`
+/// random images with the reference, byte for byte; `what` names the build in a failure.
+fn host_build_matches_reference(q: &QuantNet, model: &CModel, n: usize, seed: u64, what: &str) {
     let dir = tempfile::tempdir().unwrap();
     for (name, text) in model.files() {
         std::fs::write(dir.path().join(name), text).unwrap();
@@ -32,31 +31,25 @@ fn host_matches_reference(q: &QuantNet, engine: EngineProfile, n: usize, seed: u
     let inputs = random_inputs(n, q.net.shape(q.net.input).elems(), seed);
     let got = tools::run_host(&exe, &inputs, q.net.shape(q.net.output).elems()).unwrap();
     for (i, (x, y)) in inputs.iter().zip(&got).enumerate() {
-        assert_eq!(&q.run(x), y, "image {i}: host C differs from the Rust reference");
+        assert_eq!(&q.run(x), y, "image {i}: {what} differs from the Rust reference");
     }
 }
 
-/// The patch-based C of `q` under `schedule`, built with the host compiler, against the
-/// reference; also checks that every stage layer is called once per tile.
+/// Per-layer C of `q` under `engine`'s plan, against the reference.
+fn host_matches_reference(q: &QuantNet, engine: EngineProfile, n: usize, seed: u64) {
+    let report = CostModel::new(engine).report(&q.net);
+    host_build_matches_reference(q, &generate(q, &report.plan, "test").unwrap(), n, seed, "host C");
+}
+
+/// The patch-based C of `q` under `schedule`, against the reference; also checks that the step
+/// table holds one step per tile and stage layer and the arena is the joint plan's.
 fn patched_host_matches_reference(q: &QuantNet, schedule: crate::cost::patch::PatchSchedule, n: usize, seed: u64) {
-    use crate::cost::layer_cost;
-    use crate::cost::patch::plan_patches;
     let engine = EngineProfile::default();
-    let costs: Vec<_> = (0..q.net.layers.len()).map(|i| layer_cost(&q.net, i)).collect();
-    let p = plan_patches(&q.net, &costs, &engine, schedule).unwrap();
+    let p = crate::cost::patch::plan_patches(&q.net, &crate::cost::layer_costs(&q.net), &engine, schedule).unwrap();
     let model = generate_patched(q, &p, "test").unwrap();
     assert_eq!(model.arena_bytes, p.plan.arena_bytes);
     assert!(model.source.contains(&format!("model_steps[{}]", p.tiles.len() * schedule.split)), "{}", schedule.describe(&q.net));
-    let dir = tempfile::tempdir().unwrap();
-    for (name, text) in model.files() {
-        std::fs::write(dir.path().join(name), text).unwrap();
-    }
-    let exe = tools::build_host(dir.path()).unwrap_or_else(|e| panic!("{e}"));
-    let inputs = random_inputs(n, q.net.shape(q.net.input).elems(), seed);
-    let got = tools::run_host(&exe, &inputs, q.net.shape(q.net.output).elems()).unwrap();
-    for (i, (x, y)) in inputs.iter().zip(&got).enumerate() {
-        assert_eq!(&q.run(x), y, "image {i}: patch-based host C ({}) differs from the Rust reference", schedule.describe(&q.net));
-    }
+    host_build_matches_reference(q, &model, n, seed, &format!("patch-based host C ({})", schedule.describe(&q.net)));
 }
 
 #[test]
@@ -81,7 +74,7 @@ fn patched_host_c_is_bit_exact_on_random_archs() {
     // A plan of another network is refused, not indexed out of bounds.
     let s = space("cifar");
     let (a, b) = (lower(&Arch::smallest(&s), &s), lower(&Arch::largest(&s), &s));
-    let costs: Vec<_> = (0..a.layers.len()).map(|i| crate::cost::layer_cost(&a, i)).collect();
+    let costs = crate::cost::layer_costs(&a);
     let split = *crate::cost::patch::valid_splits(&a).last().unwrap();
     let p = crate::cost::patch::plan_patches(&a, &costs, &EngineProfile::default(), PatchSchedule { tiles: 2, split }).unwrap();
     assert!(generate_patched(&QuantNet::synthetic(&b, 1), &p, "test").is_err());

@@ -83,6 +83,11 @@ impl LayerCost {
     }
 }
 
+/// [`layer_cost`] of every layer of `net`, in order.
+pub fn layer_costs(net: &Network) -> Vec<LayerCost> {
+    (0..net.layers.len()).map(|i| layer_cost(net, i)).collect()
+}
+
 /// MACs, parameters and scratch of layer `i` of `net`.
 pub fn layer_cost(net: &Network, i: usize) -> LayerCost {
     let layer = &net.layers[i];

@@ -15,7 +15,7 @@
 //! [`plan::plan_requests`] with the per-layer planner's rules, so one arena serves both.
 
 use super::plan::{self, ArenaPlan, BufferKind, BufferRequest};
-use super::{EngineProfile, LayerCost, layer_cost};
+use super::{CostReport, EngineProfile, LayerCost, layer_costs};
 use crate::ir::{LayerId, LayerKind, Network, Padding, TensorId};
 use serde::Serialize;
 
@@ -182,6 +182,17 @@ impl PatchPlan {
     /// (the tile kernels' entry points and the stage loop, [`EngineProfile::patch_code_flash`]).
     pub fn flash_classes(&self, engine: &EngineProfile) -> (u64, u64) {
         (STEP_BYTES * (self.tiles.len() * self.schedule.split) as u64, engine.patch_code_flash)
+    }
+
+    /// Turn `report` (the per-layer costs of this plan's network) into the patch-based ones:
+    /// the step table and tile code in flash, the joint arena in SRAM.
+    pub fn apply_to(&self, report: &mut CostReport, engine: &EngineProfile) {
+        let (table, code) = self.flash_classes(engine);
+        report.flash.layers += table;
+        report.flash.code += code;
+        report.flash.total += table + code;
+        report.sram = self.plan.arena_bytes + engine.runtime_sram;
+        report.plan = self.plan.clone();
     }
 
     /// Total of [`PatchPlan::flash_classes`].
@@ -439,7 +450,7 @@ pub fn auto(net: &Network, engine: &EngineProfile, sram_budget: u64, max_tiles: 
 /// [`auto`] ranking the schedules that fit by `cost` (e.g. their estimated latency) instead of
 /// their MACs; ties and the schedules that do not fit as [`auto`] does.
 pub fn auto_by(net: &Network, engine: &EngineProfile, sram_budget: u64, max_tiles: usize, cost: &dyn Fn(&PatchPlan) -> f64) -> AutoChoice {
-    let costs: Vec<LayerCost> = (0..net.layers.len()).map(|i| layer_cost(net, i)).collect();
+    let costs = layer_costs(net);
     let per_layer = plan::plan_arena(net, &costs, engine).arena_bytes + engine.runtime_sram;
     if per_layer <= sram_budget {
         return AutoChoice { plan: None, fits: true, tried: 0 };
@@ -487,7 +498,7 @@ pub fn fit(
     max_tiles: usize,
     cost: &dyn Fn(&PatchPlan) -> f64,
 ) -> Option<PatchPlan> {
-    let costs: Vec<LayerCost> = (0..net.layers.len()).map(|i| layer_cost(net, i)).collect();
+    let costs = layer_costs(net);
     let live = plan::plan_arena(net, &costs, engine).live_bytes;
     // floor[k]: the most bytes live at any step from k on.
     let mut floor = vec![0u64; live.len() + 1];
@@ -600,7 +611,7 @@ pub fn report(
     sram_budget: u64,
     rank: Option<&dyn Fn(&PatchPlan) -> f64>,
 ) -> Result<PatchReport, PatchError> {
-    let costs: Vec<LayerCost> = (0..net.layers.len()).map(|i| layer_cost(net, i)).collect();
+    let costs = layer_costs(net);
     let per_layer_sram = plan::plan_arena(net, &costs, engine).arena_bytes + engine.runtime_sram;
     let macs = |p: &PatchPlan| p.macs as f64;
     let (plan, tried) = match spec {

@@ -10,8 +10,8 @@ use rayon::prelude::*;
 
 use super::{FloatNet, QuantNet, materialize, network_inputs, quantize, tflite};
 use crate::board::Board;
-use crate::cost::EngineProfile;
-use crate::cost::patch::{self, PatchPlan, PatchReport, PatchSpec};
+use crate::cost::CostReport;
+use crate::cost::patch::{self, PatchPlan, PatchSpec};
 use crate::data::{Dataset, Normalization, Split, batch_from_indices, split_train_val_calib};
 use crate::ir::{Network, lower};
 use crate::run_folder::{RunFolder, Start};
@@ -143,28 +143,23 @@ pub fn export(r: &ExportRequest, log: &mut dyn FnMut(&str)) -> anyhow::Result<Ex
     // A network the board cannot hold is refused before any work, as `nas inspect` does; a
     // patch schedule is planned (and a bad one refused) now too.
     let engine = crate::cost::EngineProfile::default();
-    let report = crate::cost::CostModel::new(engine).report(&net);
+    let mut report = crate::cost::CostModel::new(engine).report(&net);
     let patches = match (&r.patches, r.arch.as_deref()) {
         // Only the C export runs tile by tile.
         _ if !r.format.c() => None,
-        (Some(spec), _) => patch_report(&net, &engine, spec, &board)?.plan,
+        (Some(spec), _) => crate::latency::model::patch_report_on_board(&net, &engine, spec, board.sram, &board)?.0.plan,
         // A front member searched with --patches runs with its own schedule.
         (None, Some(spec)) => match crate::search::output::read_member_spec(spec)?.1 {
-            Some(s) => {
-                let costs: Vec<_> = (0..net.layers.len()).map(|i| crate::cost::layer_cost(&net, i)).collect();
-                Some(patch::plan_patches(&net, &costs, &engine, s)?)
-            }
+            Some(s) => Some(patch::plan_patches(&net, &crate::cost::layer_costs(&net), &engine, s)?),
             None => None,
         },
         (None, None) => None,
     };
-    let (flash, sram) = match &patches {
-        Some(p) => (report.flash.total + p.flash_bytes(&engine), p.plan.arena_bytes + engine.runtime_sram),
-        None => (report.flash.total, report.sram),
-    };
     if let Some(p) = &patches {
+        p.apply_to(&mut report, &engine);
         log(&format!("patch-based C: {} ({:+.1}% MACs recomputed)", p.schedule.describe(&net), 100.0 * p.overhead()));
     }
+    let (flash, sram) = (report.flash.total, report.sram);
     if flash > board.flash || sram > board.sram {
         return Ok(Exported::DoesNotFit(format!(
             "{arch_name} does not fit board {}: flash {} of {} available, SRAM {} of {} (cost model; `nas inspect` shows the layers)",
@@ -226,7 +221,7 @@ pub fn export(r: &ExportRequest, log: &mut dyn FnMut(&str)) -> anyhow::Result<Ex
     if r.format.c() {
         let probe: Vec<Vec<i8>> = probe_inputs(&eval_set, &eval_idx, norm, &net, &device).iter().map(|x| q.quantize_input(x)).collect();
         let title = format!("{arch_name} ({})", arch.space);
-        c_export(&q, &board, patches.as_ref(), &r.out.join("c"), &probe, &title, r.verify, log)?;
+        c_export(&q, &board, &report, patches.as_ref(), &r.out.join("c"), &probe, &title, r.verify, log)?;
     }
     Ok(Exported::Done { float_top1, int8_top1, images: n, calib: calib.len(), litert })
 }
@@ -240,21 +235,13 @@ fn probe_inputs(ds: &Dataset, idx: &[usize], norm: &Normalization, net: &Network
     network_inputs(batch_tensor(&batch_from_indices(ds, &idx[..n], norm), device), net)
 }
 
-/// The patch schedule `spec` asks for on `board`: `auto` ranks the schedules that fit by the
-/// board's latency table where it has one (as `nas inspect --patches` does).
-fn patch_report(net: &Network, engine: &EngineProfile, spec: &PatchSpec, board: &Board) -> anyhow::Result<PatchReport> {
-    let table = crate::latency::model::shipped_table_model(board)?;
-    let by_latency = table.as_ref().map(|m| move |p: &PatchPlan| m.patch_layer_cycles(net, p).iter().sum::<f64>());
-    let rank = by_latency.as_ref().map(|f| f as &dyn Fn(&PatchPlan) -> f64);
-    Ok(patch::report(net, engine, spec, board.sram, rank)?)
-}
-
-/// Write the C model and its firmware project into `dir` (tile by tile with `patches`); with
-/// `verify`, check it.
+/// Write the C model and its firmware project into `dir` (tile by tile with `patches`, whose
+/// costs `report` then holds); with `verify`, check it against `report`.
 #[allow(clippy::too_many_arguments)]
 fn c_export(
     q: &QuantNet,
     board: &Board,
+    report: &CostReport,
     patches: Option<&PatchPlan>,
     dir: &Path,
     probe: &[Vec<i8>],
@@ -265,18 +252,8 @@ fn c_export(
     use crate::codegen::{firmware, generate, tools};
     let net = &q.net;
     let engine = crate::cost::EngineProfile::default();
-    let mut report = crate::cost::CostModel::new(engine).report(net);
     let model = match patches {
-        Some(p) => {
-            // The patch stage's step table and tile code, and the joint arena.
-            let (table, code) = p.flash_classes(&engine);
-            report.flash.layers += table;
-            report.flash.code += code;
-            report.flash.total += table + code;
-            report.sram = p.plan.arena_bytes + engine.runtime_sram;
-            report.plan = p.plan.clone();
-            crate::codegen::generate_patched(q, p, title)?
-        }
+        Some(p) => crate::codegen::generate_patched(q, p, title)?,
         None => generate(q, &report.plan, title)?,
     };
     let target = firmware::Target::for_board(board, false).map_err(anyhow::Error::msg)?;

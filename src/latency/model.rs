@@ -290,6 +290,22 @@ pub struct PatchedLatency {
     pub source: String,
 }
 
+/// `spec` planned on `net` for `board` within `sram_budget` (`nas inspect` / `nas export
+/// --patches`): `auto` ranks the schedules that fit by the board's shipped latency table (each
+/// stage layer priced per tile) where it has one, else by MACs. The table comes back too.
+pub fn patch_report_on_board(
+    net: &Network,
+    engine: &crate::cost::EngineProfile,
+    spec: &crate::cost::patch::PatchSpec,
+    sram_budget: u64,
+    board: &Board,
+) -> anyhow::Result<(crate::cost::patch::PatchReport, Option<TableLatencyModel>)> {
+    let table = shipped_table_model(board)?;
+    let rank = |p: &PatchPlan| table.as_ref().map_or(p.macs as f64, |m| m.patch_layer_cycles(net, p).iter().sum());
+    let report = crate::cost::patch::report(net, engine, spec, sram_budget, Some(&rank))?;
+    Ok((report, table))
+}
+
 /// The model of the board's shipped table (`latency_tables/<board>.csv`); `None` when the board
 /// has none.
 pub fn shipped_table_model(board: &Board) -> anyhow::Result<Option<TableLatencyModel>> {

@@ -388,13 +388,13 @@ fn shipped_space_counts() {
 
 #[test]
 fn patched_latency_sums_tile_steps_and_one_tile_is_the_per_layer_latency() {
+    use crate::cost::EngineProfile;
     use crate::cost::patch::{PatchSchedule, plan_patches, valid_splits};
-    use crate::cost::{EngineProfile, layer_cost};
     let t = synthetic(&cifar_keys(), 5);
     let m = TableLatencyModel::new(&t, &f746()).unwrap();
     let space = crate::space::resolve("cifar").unwrap();
     let net = crate::ir::lower(&Arch::largest(&space), &space);
-    let costs: Vec<_> = (0..net.layers.len()).map(|i| layer_cost(&net, i)).collect();
+    let costs = crate::cost::layer_costs(&net);
     let split = valid_splits(&net)[3];
     let base: Vec<f64> = m.layers(&net).iter().map(|l| l.cycles).collect();
     // One tile reads and writes whole tensors: the same keys, the same cycles.

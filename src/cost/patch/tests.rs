@@ -19,7 +19,7 @@ fn net_of(space_name: &str, width: f64, resolution: usize) -> Network {
 }
 
 fn costs(net: &Network) -> Vec<LayerCost> {
-    (0..net.layers.len()).map(|i| layer_cost(net, i)).collect()
+    layer_costs(net)
 }
 
 #[test]
