@@ -642,6 +642,8 @@ fn bad_explicit_measurement_flags_exit_2_before_searching() {
         (vec!["--calib", "0"], "--calib 0"),
         (vec!["--supernet", "no-such-run"], "--supernet no-such-run"),
         (vec!["--data", "no-such-data"], "--data no-such-data"),
+        (vec!["--measure-split", "test", "--data", "latency_tables"], "has no test split"),
+        (vec!["--measure-split", "all"], "all"),
     ] {
         let mut extra = flags.clone();
         extra.extend(["--measure", "2"]);
@@ -706,6 +708,33 @@ fn cifar_fused_searches_with_its_shipped_supernet_and_predictor() {
     assert_eq!(measured.len(), 2, "{measured:?}");
     // Real accuracies of a trained supernet on 1000 test images, not chance.
     assert!(measured.iter().all(|&a| a > 0.5), "{measured:?}");
+    // The measured members are rows of the table (2 of them: the knee and the most accurate).
+    let header = stdout.lines().position(|l| l.starts_with("chosen as")).expect("table header");
+    let rows: Vec<&str> = stdout.lines().skip(header + 1).take_while(|l| !l.starts_with("...") && !l.starts_with("acc_meas")).collect();
+    let meas_column = |row: &str| {
+        let t: Vec<&str> = row.split_whitespace().collect();
+        t[t.iter().position(|x| x.parse::<usize>().is_ok()).unwrap() + 2].to_string()
+    };
+    let shown: Vec<String> = rows.iter().map(|r| meas_column(r)).filter(|m| m != "-").collect();
+    assert_eq!(shown.len(), 2, "{stdout}");
+    let knee = rows.iter().find(|r| r.contains("knee")).unwrap();
+    assert!(meas_column(knee) != "-" && meas_column(rows.last().unwrap()) != "-", "{stdout}");
+    // The mini set's test images report; they never choose a model.
+    assert_eq!(p["accuracy_measured_split"], "test", "{p}");
+    let o = nas(dir.path(), &["pick", "run", "--rule", "best-acc", "--out", "best.json"]);
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("test images, which never choose"), "{}", text(&o));
+
+    // With --data, the front is measured on its validation split, which best-acc chooses by.
+    let data = repo.join("experiments/data");
+    let args = ["search", "--space", "cifar-fused", "--sram", "50892", "--flash", "100864", "--generations", "2", "--population", "16"];
+    let tail = ["--measure", "2", "--calib", "100", "--no-plot", "--out", "val", "--data", data.to_str().unwrap()];
+    let o = nas(dir.path(), &[&args[..], &tail[..]].concat());
+    assert!(o.status.success(), "{}", text(&o));
+    let p = pareto(dir.path(), "val");
+    assert_eq!(p["accuracy_measured_split"], "validation", "{p}");
+    assert!(p["accuracy_measured"].as_str().unwrap().contains("held-out validation images"), "{p}");
+    let o = nas(dir.path(), &["pick", "val", "--rule", "best-acc", "--out", "best.json"]);
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("measured on validation images"), "{}", text(&o));
 }
 
 /// `--patches`: a budget no mcunet subnet meets per layer becomes feasible with patch-based

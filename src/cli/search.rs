@@ -1,7 +1,7 @@
 //! `nas search`: flags to a [`SearchRequest`], then [`SearchJob`] (crate::search::job) runs it.
 
 use super::{Outcome, size_arg};
-use crate::search::job::{BenchRequest, SearchJob, SearchRequest, is_infeasible};
+use crate::search::job::{BenchRequest, MeasureSplit, SearchJob, SearchRequest, is_infeasible};
 use crate::search::objectives::{Objective, parse_objectives};
 use std::path::PathBuf;
 
@@ -59,18 +59,24 @@ pub(crate) struct Args {
     /// Front members measured on the supernet at the end (the spread the table shows).
     #[arg(long, default_value_t = 8)]
     pub measure: usize,
-    /// Dataset for the supernet measurements [default: with the shipped supernet, the shipped
-    /// CIFAR-10 mini set (experiments/data: 500 calibration + 1000 test images); with --supernet,
-    /// the data it was trained on].
+    /// Dataset for the supernet measurements (scored on its validation split, see
+    /// --measure-split) [default: with the shipped supernet, the shipped CIFAR-10 mini set
+    /// (experiments/data: 500 calibration + 1000 test images); with --supernet, the data it was
+    /// trained on].
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Images used to recalibrate BatchNorm per measured subnet.
     #[arg(long, default_value_t = 500)]
     pub calib: usize,
-    /// Held-out images each measured subnet is evaluated on (0 = all: the test split of --data when
-    /// it has one, else the run's validation split).
+    /// Held-out images each measured subnet is evaluated on, a seeded sample (0 = all of the
+    /// split --measure-split names).
     #[arg(long, default_value_t = 0)]
     pub val_images: usize,
+    /// Split the measured members are scored on: `val` (the supernet run's held-out training
+    /// images, what `nas pick --rule best-acc` chooses by) or `test` (reporting only) [default:
+    /// val; with the shipped supernet and no --data, the mini set's 1000 test images].
+    #[arg(long, value_parser = ["val", "test"])]
+    pub measure_split: Option<String>,
     /// Compute backend for the measurements: cpu, wgpu, vulkan or cuda.
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -135,6 +141,7 @@ impl From<Args> for SearchRequest {
             data: a.data,
             calib: a.calib,
             val_images: a.val_images,
+            measure_split: a.measure_split.as_deref().map(|s| if s == "test" { MeasureSplit::Test } else { MeasureSplit::Validation }),
             device: a.device,
             plot: !a.no_plot,
             rows: a.rows,

@@ -57,6 +57,9 @@ pub struct SearchRequest {
     pub calib: usize,
     /// Held-out images per measured member (0 = all).
     pub val_images: usize,
+    /// Split the front is measured on (see [`measurement_data`]); `None`: the validation split,
+    /// except for the shipped default without the supernet's data (the mini set's test images).
+    pub measure_split: Option<MeasureSplit>,
     /// Compute backend of the measurements.
     pub device: String,
     /// Draw the front plots.
@@ -110,6 +113,7 @@ impl Default for SearchRequest {
             data: None,
             calib: 500,
             val_images: 0,
+            measure_split: None,
             device: "cpu".into(),
             plot: true,
             rows: 8,
@@ -256,7 +260,8 @@ impl SearchJob {
         let search_secs = start.elapsed().as_secs_f64();
 
         let pareto = self.search.pareto();
-        let (measured, measured_label) = measure_front(&self.request, &self.search, &pareto, &self.default_supernet);
+        let (measured, measured_by) = measure_front(&self.request, &self.search, &pareto, &self.default_supernet);
+        let (measured_label, measured_split) = measured_by.map_or((None, None), |(l, s)| (Some(l), Some(s.name())));
         let e = &self.search.eval;
         let info = RunInfo {
             board: self.board.name.clone(),
@@ -264,6 +269,7 @@ impl SearchJob {
             latency_short: e.latency_short_label(),
             accuracy_label: e.accuracy_label().map(|l| format!("predicted by {l}")),
             measured_label,
+            measured_split,
             run_id: self.folder.id().to_string(),
         };
         let out = &self.out;
@@ -341,13 +347,34 @@ impl std::fmt::Display for SearchReport {
     }
 }
 
-/// The `k` front members measured on the supernet: the same spread the summary table shows
-/// (most accurate per latency level, and the knee), so its measured column is filled.
-pub fn spread_members(search: &Search, pareto: &[usize], k: usize) -> Vec<usize> {
-    if k == 0 {
+/// The `k` front members measured on the supernet, chosen so that the summary table of `rows`
+/// rows shows measurements: with `k >= rows` every table row (most accurate per latency level,
+/// and the knee) and then members of the finer spread of `k` levels; with fewer, the knee and
+/// `k - 1` of the other rows evenly spaced over latency (the slowest, most accurate one first).
+pub fn spread_members(search: &Search, pareto: &[usize], k: usize, rows: usize) -> Vec<usize> {
+    let table: Vec<usize> = output::table_members(search, pareto, rows);
+    if k == 0 || table.is_empty() {
         return Vec::new();
     }
-    output::spread(search, pareto, (k - 1).max(1)).into_iter().map(|(i, _)| i).take(k).collect()
+    if k < table.len() {
+        let knee = output::knee(search, pareto);
+        let others: Vec<usize> = table.into_iter().filter(|&i| i != knee).collect();
+        let (m, last) = (k - 1, others.len() - 1);
+        let mut picked: Vec<usize> = match m {
+            0 => Vec::new(),
+            1 => vec![others[last]],
+            _ => (0..m).map(|j| others[(j * last + (m - 1) / 2) / (m - 1)]).collect(),
+        };
+        picked.push(knee);
+        return picked;
+    }
+    let mut picked = table;
+    for (i, _) in output::spread(search, pareto, (k - 1).max(1)) {
+        if picked.len() < k && !picked.contains(&i) {
+            picked.push(i);
+        }
+    }
+    picked
 }
 
 /// Flags the user gave for measuring the front are errors when wrong (before the search), not
@@ -364,26 +391,60 @@ fn check_measurement_flags(r: &SearchRequest) -> anyhow::Result<()> {
     if let Some(d) = r.data.as_ref().filter(|d| !d.exists()) {
         anyhow::bail!("--data {}: no such file or folder", d.display());
     }
+    #[cfg(feature = "supernet")]
+    if let (Some(MeasureSplit::Test), Some(d)) = (r.measure_split, &r.data)
+        && crate::data::detect_format(d, crate::data::Split::Test).is_err()
+    {
+        anyhow::bail!(
+            "--measure-split test: --data {} has no test split (measure on its validation split: --measure-split val)",
+            d.display()
+        );
+    }
     Ok(())
 }
 
-/// Data and split the front is measured on: an explicit `data` is scored on its test split when
-/// it has one; the shipped supernet without `data` uses the shipped mini set's test split; an
-/// explicit supernet without `data` uses its run's validation split.
-#[cfg(feature = "supernet")]
-pub fn measurement_data(r: &SearchRequest) -> (Option<PathBuf>, crate::data::Split) {
-    use crate::data::{Split, detect_format};
-    let data = r.data.clone().or_else(|| if r.supernet.is_some() { None } else { crate::assets::mini_data() });
-    match data {
-        Some(d) if detect_format(&d, Split::Test).is_ok() => (Some(d), Split::Test),
-        other => (other, Split::Train),
+/// Which held-out images score the measured front members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MeasureSplit {
+    /// The supernet run's validation split (seeded held-out training images): what models may
+    /// be chosen by.
+    Validation,
+    /// The dataset's test split: for reporting only; `nas pick` never chooses by it.
+    Test,
+}
+
+impl MeasureSplit {
+    /// The name `pareto.json` records (`accuracy_measured_split`).
+    pub fn name(self) -> &'static str {
+        match self {
+            MeasureSplit::Validation => "validation",
+            MeasureSplit::Test => "test",
+        }
     }
 }
+
+/// Data and split the front is measured on. Models are chosen on validation images, so an
+/// explicit `data` (or the explicit supernet's own data) is scored on its validation split (the
+/// supernet run's seeded held-out training images) unless the test split is asked for. The
+/// shipped supernet with neither `data` nor a split scores the shipped mini set's test images:
+/// the only held-out images every checkout has; `nas pick` does not choose by them.
+#[cfg(feature = "supernet")]
+pub fn measurement_data(r: &SearchRequest) -> (Option<PathBuf>, crate::data::Split, MeasureSplit) {
+    use crate::data::Split;
+    match (r.measure_split, &r.data) {
+        (None, None) if r.supernet.is_none() => (crate::assets::mini_data(), Split::Test, MeasureSplit::Test),
+        (Some(MeasureSplit::Test), data) => (data.clone(), Split::Test, MeasureSplit::Test),
+        (_, data) => (data.clone(), Split::Train, MeasureSplit::Validation),
+    }
+}
+
+/// How the front was measured (the label `nas search` prints) and on which split.
+type MeasureLabel = (String, MeasureSplit);
 
 /// Measure a spread of the front on the supernet; a failure is a warning (the front stays
 /// predicted), as the search itself has succeeded.
 #[cfg(feature = "supernet")]
-fn measure_front(r: &SearchRequest, search: &Search, pareto: &[usize], default_supernet: &Path) -> (Measured, Option<String>) {
+fn measure_front(r: &SearchRequest, search: &Search, pareto: &[usize], default_supernet: &Path) -> (Measured, Option<MeasureLabel>) {
     use crate::supernet::DeviceChoice;
     if r.measure == 0 || !search.eval.objectives.contains(&Objective::Acc) {
         return (Measured::new(), None);
@@ -393,11 +454,11 @@ fn measure_front(r: &SearchRequest, search: &Search, pareto: &[usize], default_s
         eprintln!("note: no supernet at {}: accuracies are predicted only (pass --supernet to measure the front)", path.display());
         return (Measured::new(), None);
     }
-    let result = (|| -> anyhow::Result<(Measured, String)> {
+    let result = (|| -> anyhow::Result<(Measured, MeasureLabel)> {
         let device: DeviceChoice = r.device.parse()?;
-        let (data, split) = measurement_data(r);
+        let (data, split, which) = measurement_data(r);
         let m = crate::predictor::train::open(&path, data.as_deref(), r.calib, r.val_images, split, device)?;
-        let picked = spread_members(search, pareto, r.measure);
+        let picked = spread_members(search, pareto, r.measure, r.rows);
         let bar = indicatif::ProgressBar::new(picked.len() as u64);
         bar.set_message("measuring front members on the supernet");
         let mut out = Measured::new();
@@ -414,7 +475,7 @@ fn measure_front(r: &SearchRequest, search: &Search, pareto: &[usize], default_s
             out.len(),
             pareto.len()
         );
-        Ok((out, label))
+        Ok((out, (label, which)))
     })();
     match result {
         Ok((m, label)) => (m, Some(label)),
@@ -426,7 +487,7 @@ fn measure_front(r: &SearchRequest, search: &Search, pareto: &[usize], default_s
 }
 
 #[cfg(not(feature = "supernet"))]
-fn measure_front(r: &SearchRequest, search: &Search, _pareto: &[usize], _default_supernet: &Path) -> (Measured, Option<String>) {
+fn measure_front(r: &SearchRequest, search: &Search, _pareto: &[usize], _default_supernet: &Path) -> (Measured, Option<MeasureLabel>) {
     if r.supernet.is_some() && search.eval.objectives.contains(&Objective::Acc) {
         eprintln!("note: this build has no supernet support (feature `supernet`): accuracies are predicted only");
     }

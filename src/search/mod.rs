@@ -22,6 +22,7 @@ pub mod latency;
 pub mod nsga2;
 pub mod objectives;
 pub mod output;
+pub mod pick;
 pub mod repair;
 
 use crate::arch::Arch;

@@ -137,6 +137,9 @@ pub struct RunInfo {
     pub accuracy_label: Option<String>,
     /// How measured accuracies were obtained (None: nothing measured).
     pub measured_label: Option<String>,
+    /// The split they were measured on: `validation` or `test` (`nas pick` chooses by
+    /// validation measurements only).
+    pub measured_split: Option<&'static str>,
     /// Id of the run (its folder's `run.json`), carried by `pareto.json`.
     pub run_id: String,
 }
@@ -168,6 +171,7 @@ pub fn write_pareto_json(search: &Search, pareto: &[usize], measured: &Measured,
         "latency_short": info.latency_short,
         "accuracy_predicted": info.accuracy_label,
         "accuracy_measured": info.measured_label,
+        "accuracy_measured_split": info.measured_split,
         "generations": search.generation,
         "evaluated": search.archive.len(),
         "hypervolume": search.hypervolume.last(),
@@ -293,13 +297,25 @@ pub fn knee(search: &Search, pareto: &[usize]) -> usize {
     pareto.iter().copied().min_by(|&a, &b| dist(a).total_cmp(&dist(b)).then(a.cmp(&b))).unwrap_or(0)
 }
 
-/// The front as a text table: the [`spread`] of the front (at most `max_rows` latency levels and
-/// the knee), each row saying why it was chosen, then how many more members `pareto.json` holds.
-pub fn summary_table(search: &Search, pareto: &[usize], measured: &Measured, max_rows: usize) -> String {
+/// The rows of the summary table: the [`spread`] of `max_rows - 1` latency levels and the knee
+/// (the knee alone for one row), each with why it was chosen.
+fn table_rows(search: &Search, pareto: &[usize], max_rows: usize) -> Vec<(usize, String)> {
     let mut rows = spread(search, pareto, max_rows.saturating_sub(1).max(1));
     if max_rows <= 1 {
         rows.retain(|(_, why)| why.ends_with("knee"));
     }
+    rows
+}
+
+/// Archive indices of the summary table's rows, in table order (the knee last).
+pub fn table_members(search: &Search, pareto: &[usize], max_rows: usize) -> Vec<usize> {
+    table_rows(search, pareto, max_rows).into_iter().map(|(i, _)| i).collect()
+}
+
+/// The front as a text table: the [`spread`] of the front (at most `max_rows` latency levels and
+/// the knee), each row saying why it was chosen, then how many more members `pareto.json` holds.
+pub fn summary_table(search: &Search, pareto: &[usize], measured: &Measured, max_rows: usize) -> String {
+    let rows = table_rows(search, pareto, max_rows);
     let recs = &search.archive.records;
     // With patch-based archs allowed, each row says how its first layers run.
     let patches = search.eval.patches();
@@ -370,6 +386,9 @@ pub struct ParetoFile {
     pub objectives: Vec<super::objectives::Objective>,
     /// Short label of the latencies.
     pub latency_short: String,
+    /// Split the measured members were scored on: `validation`, `test`, or `None` when nothing
+    /// was measured or the file predates the field and its label does not say.
+    pub measured_split: Option<String>,
     /// Front members, in file order.
     pub members: Vec<ParetoMember>,
 }
@@ -398,12 +417,28 @@ impl ParetoFile {
             members.push(ParetoMember { id, arch, metrics: m["metrics"].clone() });
         }
         let latency_short = v["latency_short"].as_str().unwrap_or(super::latency::LATENCY_LABEL).to_string();
-        Ok(ParetoFile { objectives, latency_short, members })
+        Ok(ParetoFile { objectives, latency_short, measured_split: measured_split(&v), members })
     }
 
     /// The member with archive id `id`.
     pub fn member(&self, id: usize) -> Option<&ParetoMember> {
         self.members.iter().find(|m| m.id == id)
+    }
+}
+
+/// The split of a `pareto.json`'s measurements; files written before the field existed say it
+/// in their label ("on N test images ..." or "... held-out validation images ...").
+fn measured_split(v: &serde_json::Value) -> Option<String> {
+    if let Some(s) = v["accuracy_measured_split"].as_str() {
+        return Some(s.to_string());
+    }
+    let label = v["accuracy_measured"].as_str()?;
+    if label.contains("validation images") {
+        Some("validation".into())
+    } else if label.contains("test images") {
+        Some("test".into())
+    } else {
+        None
     }
 }
 
