@@ -160,6 +160,19 @@ impl Scales {
     }
 }
 
+/// Index of the point closest to the ideal point (the best of every objective), each objective
+/// min-max normalised over `points` (rows of minimised objective values); ties go to the
+/// earlier point. `None` for no points.
+pub fn closest_to_ideal(points: &[Vec<f64>]) -> Option<usize> {
+    let dims = points.first()?.len();
+    let ranges: Vec<(f64, f64)> =
+        (0..dims).map(|d| points.iter().map(|p| p[d]).fold((f64::MAX, f64::MIN), |(l, h), v| (l.min(v), h.max(v)))).collect();
+    let dist = |p: &Vec<f64>| -> f64 {
+        p.iter().zip(&ranges).map(|(v, &(lo, hi))| if hi > lo { ((v - lo) / (hi - lo)).powi(2) } else { 0.0 }).sum()
+    };
+    (0..points.len()).min_by(|&a, &b| dist(&points[a]).total_cmp(&dist(&points[b])).then(a.cmp(&b)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -275,7 +275,6 @@ pub fn spread(search: &Search, pareto: &[usize], levels: usize) -> Vec<(usize, S
 /// The member closest to the ideal point, objectives min-max normalised over the front.
 pub fn knee(search: &Search, pareto: &[usize]) -> usize {
     let recs = &search.archive.records;
-    let objectives = &search.eval.objectives;
     let value = |i: usize, o: super::objectives::Objective| -> f64 {
         use super::objectives::Objective as O;
         let m = &recs[i].metrics;
@@ -287,14 +286,11 @@ pub fn knee(search: &Search, pareto: &[usize]) -> usize {
             O::Macs => m.macs as f64,
         }
     };
-    let ranges: Vec<(f64, f64)> = objectives
-        .iter()
-        .map(|&o| pareto.iter().map(|&i| value(i, o)).fold((f64::MAX, f64::MIN), |(l, h), v| (l.min(v), h.max(v))))
-        .collect();
-    let dist = |i: usize| -> f64 {
-        objectives.iter().zip(&ranges).map(|(&o, &(lo, hi))| if hi > lo { ((value(i, o) - lo) / (hi - lo)).powi(2) } else { 0.0 }).sum()
-    };
-    pareto.iter().copied().min_by(|&a, &b| dist(a).total_cmp(&dist(b)).then(a.cmp(&b))).unwrap_or(0)
+    // Ties go to the lower archive index, as `pareto` may be in any order.
+    let mut sorted = pareto.to_vec();
+    sorted.sort_unstable();
+    let points: Vec<Vec<f64>> = sorted.iter().map(|&i| search.eval.objectives.iter().map(|&o| value(i, o)).collect()).collect();
+    super::objectives::closest_to_ideal(&points).map_or(0, |k| sorted[k])
 }
 
 /// The rows of the summary table: the [`spread`] of `max_rows - 1` latency levels and the knee

@@ -150,16 +150,13 @@ fn best_acc<'a>(ok: &[&'a Member], measured_split: Option<&str>) -> Option<(&'a 
     by(|m| m.acc_predicted).map(|m| (m, why.to_string()))
 }
 
-/// The member closest to the ideal point, objectives min-max normalised over `ok`.
+/// The member closest to the ideal point, objectives min-max normalised over `ok`; ties go to
+/// the lower archive id.
 fn knee<'a>(ok: &[&'a Member], objectives: &[Objective]) -> &'a Member {
-    let ranges: Vec<(f64, f64)> = objectives
-        .iter()
-        .map(|&o| ok.iter().map(|m| m.objective(o)).fold((f64::MAX, f64::MIN), |(l, h), v| (l.min(v), h.max(v))))
-        .collect();
-    let dist = |m: &Member| -> f64 {
-        objectives.iter().zip(&ranges).map(|(&o, &(lo, hi))| if hi > lo { ((m.objective(o) - lo) / (hi - lo)).powi(2) } else { 0.0 }).sum()
-    };
-    ok.iter().copied().min_by(|x, y| dist(x).total_cmp(&dist(y)).then(x.id.cmp(&y.id))).expect("non-empty")
+    let mut sorted = ok.to_vec();
+    sorted.sort_by_key(|m| m.id);
+    let points: Vec<Vec<f64>> = sorted.iter().map(|m| objectives.iter().map(|&o| m.objective(o)).collect()).collect();
+    sorted[super::objectives::closest_to_ideal(&points).expect("non-empty")]
 }
 
 #[cfg(test)]
