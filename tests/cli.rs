@@ -330,6 +330,26 @@ fn finetune_killed_mid_epoch_resumes_to_the_uninterrupted_result() {
     // parameter ids, which differ between processes).
     assert_eq!(outputs(&whole), outputs(&killed), "the resumed run's weights differ from the uninterrupted run's");
 
+    // A fine-tuned run teaches another subnet (`--teacher`): the distillation loss is logged.
+    let small = sample(dir.path(), "cifar", "smallest");
+    let student = dir.path().join("student");
+    let mut args = finetune_args(small.to_str().unwrap(), student.to_str().unwrap());
+    let kd = args.iter().position(|a| *a == "--kd-weight").unwrap();
+    args[kd + 1] = "0.5";
+    args.extend(["--teacher", whole.to_str().unwrap()]);
+    let o = nas(&args, &repo());
+    let (out, err) = text(&o);
+    assert!(o.status.success() && err.contains(&format!("from teacher {}", whole.display())), "{out}{err}");
+    let kd_losses: Vec<f64> = std::fs::read_to_string(student.join("metrics.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(3).unwrap().parse().unwrap())
+        .collect();
+    assert!(kd_losses.len() == 2 && kd_losses.iter().all(|&k| k > 0.0), "{kd_losses:?}");
+    let meta = std::fs::read_to_string(tinynas::train::checkpoint::require(&student).unwrap().join("meta.json")).unwrap();
+    assert!(meta.contains("\"teacher\""), "the teacher is recorded for --resume: {meta}");
+
     // The fine-tuned folder alone is enough for nas eval; another arch is refused.
     let o = nas(&["eval", "--checkpoint", whole.to_str().unwrap(), "--data", "experiments/data", "--calib", "200"], &repo());
     let (out, err) = text(&o);
@@ -473,6 +493,20 @@ fn finetune_without_the_supernets_data_names_data_flag() {
     let o = nas(&["finetune", "--arch", arch.to_str().unwrap(), "--supernet", sn.to_str().unwrap(), "--kd-weight", "1.5"], dir.path());
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).1.contains("--kd-weight 1.5"), "{:?}", text(&o));
+    // A teacher without distillation, a missing one, and one of another space are refused
+    // before the data is looked for.
+    let fused = repo().join("experiments/models/cifar-fused-r8/checkpoint");
+    for (extra, expect) in [
+        (vec!["--teacher", "no-such-run"], "--kd-weight 0"),
+        (vec!["--teacher", "no-such-run", "--kd-weight", "0.5"], "--teacher no-such-run"),
+        (vec!["--teacher", fused.to_str().unwrap(), "--kd-weight", "0.5"], "space cifar-fused"),
+    ] {
+        let mut args = vec!["finetune", "--arch", arch.to_str().unwrap(), "--supernet", sn.to_str().unwrap()];
+        args.extend(&extra);
+        let o = nas(&args, dir.path());
+        assert_eq!(o.status.code(), Some(2), "{extra:?}: {:?}", text(&o));
+        assert!(text(&o).1.contains(expect) && !text(&o).1.contains("no-such-data"), "{extra:?}: {:?}", text(&o));
+    }
     for (flag, value) in [
         ("--epochs", "0"),
         ("--lr", "0"),

@@ -50,10 +50,13 @@ pub(crate) struct Args {
     /// Weight decay of conv and linear weights.
     #[arg(long, default_value_t = 3e-5)]
     weight_decay: f64,
-    /// Weight in [0, 1] of the distillation loss from the supernet's largest subnet (0: labels
-    /// only, no teacher).
+    /// Weight in [0, 1] of the distillation loss from the teacher (0: labels only, no teacher).
     #[arg(long, default_value_t = 0.0)]
     kd_weight: f64,
+    /// Teacher of the distillation: a fine-tuning run (or checkpoint) of the same space and data
+    /// split, e.g. a larger subnet fine-tuned first [default: the supernet's largest subnet].
+    #[arg(long)]
+    teacher: Option<PathBuf>,
     /// Keep an exponential moving average of the weights with this decay per step (e.g.
     /// 0.999), validated, evaluated and exported instead of the weights (0: none).
     #[arg(long, default_value_t = 0.0)]
@@ -96,12 +99,13 @@ pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
     }
     let spec = trainer.finetune_spec().expect("fine-tuning run").clone();
     eprintln!(
-        "fine-tuning {} ({} train / {} val images, {} steps per epoch, kd weight {}, device {device}) from {} into {}",
+        "fine-tuning {} ({} train / {} val images, {} steps per epoch, kd weight {}{}, device {device}) from {} into {}",
         a.arch,
         trainer.splits.train.len(),
         trainer.splits.val.len(),
         trainer.steps_per_epoch(),
         spec.kd_weight,
+        spec.teacher.as_ref().map_or_else(String::new, |t| format!(" from teacher {}", t.display())),
         spec.supernet.as_ref().map_or_else(|| "scratch".to_string(), |p| p.display().to_string()),
         out.display()
     );
@@ -141,6 +145,7 @@ fn request(a: &Args, arch: crate::arch::Arch, supernet: PathBuf) -> FinetuneRequ
     req.label_smoothing = a.label_smoothing;
     req.weight_decay = a.weight_decay;
     req.kd_weight = a.kd_weight;
+    req.teacher = a.teacher.clone();
     req.ema_decay = a.ema_decay;
     req.max_train_images = a.max_train_images;
     req

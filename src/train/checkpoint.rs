@@ -63,9 +63,13 @@ pub struct FinetuneSpec {
     /// The supernet checkpoint its weights were inherited from (and the teacher's); `None` for
     /// a standalone run (`nas train --arch`), whose weights start freshly initialised.
     pub supernet: Option<PathBuf>,
-    /// Weight of the distillation loss from the supernet's largest subnet, in [0, 1]
-    /// (0: labels only, no teacher).
+    /// Weight of the distillation loss from the teacher, in [0, 1] (0: labels only, no
+    /// teacher).
     pub kd_weight: f64,
+    /// The teacher: a fine-tuning run (or checkpoint) whose network distils into this one;
+    /// `None`: the supernet's largest subnet.
+    #[serde(default)]
+    pub teacher: Option<PathBuf>,
     /// Decay of the exponential moving average of the weights, updated after every step
     /// (0: none). With an average, evaluation and export use the averaged weights.
     #[serde(default)]

@@ -39,8 +39,11 @@ pub struct FinetuneRequest {
     pub label_smoothing: f64,
     /// Weight decay of conv and linear weights.
     pub weight_decay: f64,
-    /// Distillation weight from the supernet's largest subnet (0: none).
+    /// Distillation weight from the teacher (0: none).
     pub kd_weight: f64,
+    /// The teacher: a fine-tuning run (or checkpoint) of the same space and data split whose
+    /// network distils into this one [default: the supernet's largest subnet].
+    pub teacher: Option<PathBuf>,
     /// Decay of the weight average evaluated and exported instead of the weights (0: none).
     pub ema_decay: f64,
     /// Train on a seeded subset of at most this many of the supernet's training images (0: all);
@@ -64,6 +67,7 @@ impl FinetuneRequest {
             label_smoothing: 0.1,
             weight_decay: 3e-5,
             kd_weight: 0.0,
+            teacher: None,
             ema_decay: 0.0,
             max_train_images: 0,
         }
@@ -96,6 +100,12 @@ impl FinetuneRequest {
         }
         if !(0.0..=1.0).contains(&self.kd_weight) {
             return Err(TrainError::Config(format!("--kd-weight {}: expected a number in [0, 1]", self.kd_weight)));
+        }
+        if let Some(t) = self.teacher.as_ref().filter(|_| self.kd_weight == 0.0) {
+            return Err(TrainError::Config(format!(
+                "--teacher {}: distillation is off (--kd-weight 0); pass --kd-weight in (0, 1]",
+                t.display()
+            )));
         }
         if !(0.0..1.0).contains(&self.ema_decay) {
             return Err(TrainError::Config(format!("--ema-decay {}: expected a number in [0, 1)", self.ema_decay)));
@@ -179,13 +189,47 @@ pub fn finetuner(req: &FinetuneRequest, opts: &TrainOptions) -> Result<Trainer, 
         });
     }
     req.arch.validate(&meta.space, "--arch").map_err(|e| TrainError::Config(e.to_string()))?;
+    if let Some(t) = &req.teacher {
+        check_teacher(t, &meta)?;
+    }
     let data_path = resolve_data(&meta.data_path, req.data.as_deref())?;
     let mut exp = experiment_for(req, &meta.experiment)?;
     exp.data.path = data_path.clone();
     let data = load_data(&data_path, Split::Train)?;
-    let spec =
-        FinetuneSpec { arch: req.arch.clone(), supernet: Some(req.supernet.clone()), kd_weight: req.kd_weight, ema_decay: req.ema_decay };
+    let spec = FinetuneSpec {
+        arch: req.arch.clone(),
+        supernet: Some(req.supernet.clone()),
+        kd_weight: req.kd_weight,
+        teacher: req.teacher.clone(),
+        ema_decay: req.ema_decay,
+    };
     Trainer::finetune(exp, data, data_path, opts, spec, run)
+}
+
+/// A teacher must be a network of the supernet's space that never trained on the supernet's
+/// validation images: a checkpoint of the same space, data split seed and validation fraction.
+fn check_teacher(teacher: &Path, supernet: &checkpoint::CheckpointMeta) -> Result<(), TrainError> {
+    let bad = |why: String| Err(TrainError::Config(format!("--teacher {}: {why}", teacher.display())));
+    let dir = match checkpoint::require(teacher) {
+        Ok(d) => d,
+        Err(e) => return bad(format!("{e}")),
+    };
+    let meta = checkpoint::load_meta(&dir)?;
+    if meta.space != supernet.space {
+        return bad(format!("a network of space {}, the student's space is {}", meta.space.name, supernet.space.name));
+    }
+    let (t, s) = (&meta.experiment, &supernet.experiment);
+    if t.train.seed != s.train.seed || t.data.val_fraction != s.data.val_fraction {
+        return bad(format!(
+            "trained on another train / validation split (seed {}, validation fraction {}; the supernet's: seed {}, {}), so it may \
+             have learnt the validation images",
+            t.train.seed, t.data.val_fraction, s.train.seed, s.data.val_fraction
+        ));
+    }
+    if meta.normalization != supernet.normalization {
+        return bad("normalises its inputs otherwise than the supernet".into());
+    }
+    Ok(())
 }
 
 /// Run `nas finetune` to the end: returns the per-epoch statistics of the epochs trained now.

@@ -253,8 +253,8 @@ pub struct Trainer {
 struct Finetune {
     spec: FinetuneSpec,
     net: Network,
-    /// The supernet's largest subnet with recalibrated BN (inference device), when
-    /// `kd_weight > 0`.
+    /// The teacher (the supernet's largest subnet, or [`FinetuneSpec::teacher`]'s network)
+    /// with recalibrated BN (inference device), when `kd_weight > 0`.
     teacher: Option<(Supernet, Network)>,
     /// The exponential moving average of the weights (inference device), when
     /// `ema_decay > 0`.
@@ -314,7 +314,7 @@ impl Trainer {
     /// and `nas export` need no `--arch`. For comparing spaces or baselines by equal-budget
     /// trainings of single networks.
     pub fn standalone(experiment: Experiment, arch: Arch, opts: &TrainOptions) -> Result<Self, TrainError> {
-        Self::load_and_build(experiment, opts, Some(FinetuneSpec { arch, supernet: None, kd_weight: 0.0, ema_decay: 0.0 }))
+        Self::load_and_build(experiment, opts, Some(FinetuneSpec { arch, supernet: None, kd_weight: 0.0, teacher: None, ema_decay: 0.0 }))
     }
 
     /// A fine-tuning run of `spec.arch` (or, with `opts.resume` and a checkpoint in
@@ -468,19 +468,25 @@ impl Trainer {
         Ok(trainer)
     }
 
-    /// Load the fine-tuning teacher (the supernet's largest subnet, BN recalibrated on the
-    /// calibration images) when distillation is on.
+    /// Load the fine-tuning teacher when distillation is on: the network of
+    /// [`FinetuneSpec::teacher`] (a fine-tuning run's arch, or a supernet's largest subnet), else
+    /// the supernet's largest subnet; BN recalibrated on the calibration images, as every
+    /// evaluation does.
     fn load_teacher(&mut self, device: &Device) -> Result<(), TrainError> {
         let Some(f) = &self.finetune else { return Ok(()) };
-        let Some(supernet) = f.spec.supernet.as_ref().filter(|_| f.spec.kd_weight > 0.0) else {
+        let Some(path) = f.spec.teacher.as_ref().or(f.spec.supernet.as_ref()).filter(|_| f.spec.kd_weight > 0.0) else {
             return Ok(());
         };
-        let dir = checkpoint::require(supernet)?;
+        let dir = checkpoint::require(path)?;
         let meta = checkpoint::load_meta(&dir)?;
         let teacher = checkpoint::load_model(&dir, &meta, device)?;
+        let net = match &meta.finetune {
+            Some(t) => crate::ir::lower(&t.arch, &self.space),
+            None => self.largest.clone(),
+        };
+        teacher.check(&net)?;
         let (calib, _) = self.eval_batches_with(device, false);
-        recalibrate(&teacher, &self.largest, calib);
-        let net = self.largest.clone();
+        recalibrate(&teacher, &net, calib);
         if let Some(f) = &mut self.finetune {
             f.teacher = Some((teacher, net));
         }
