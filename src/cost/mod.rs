@@ -46,7 +46,7 @@ impl Default for EngineProfile {
             align: 4,
             in_place_depthwise: true,
             fused_add: true,
-            code_flash: 10836,
+            code_flash: 10880,
             per_layer_flash: 60,
             patch_code_flash: 576,
             runtime_sram: 1024,
@@ -120,8 +120,9 @@ pub fn layer_cost(net: &Network, i: usize) -> LayerCost {
         }
         LayerKind::FullyConnected { out_features } => {
             let weights = (x.c * out_features) as u64;
-            // Per-tensor weights: one multiplier and shift for the whole layer.
-            LayerCost { requant_bytes: REQUANT_BYTES_PER_CHANNEL, ..with_params(weights, weights, out_features as u64, 0) }
+            // Per-tensor weights: its one multiplier and shift are fields of the layer's
+            // descriptor (counted with the layer), not requantisation arrays.
+            LayerCost { requant_bytes: 0, ..with_params(weights, weights, out_features as u64, 0) }
         }
         LayerKind::Add => LayerCost::default(),
         // int32 accumulator per channel.

@@ -115,7 +115,7 @@ fn plain_conv_peak_is_exact() {
     assert_eq!(r.params, 8 * 27 + 8 + 8 * 10 + 10);
     assert_eq!(r.flash.weights, 8 * 27 + 80);
     assert_eq!(r.flash.bias, 4 * (8 + 10));
-    assert_eq!(r.flash.requant, 8 * 8 + 8);
+    assert_eq!(r.flash.requant, 8 * 8);
     check_plan(&net, &r.plan, 4);
 }
 
