@@ -64,13 +64,13 @@ pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
         p.within,
         p.total,
         p.why,
-        pct(m.acc_predicted),
+        pct(m.metrics.acc_predicted),
         pct(m.acc_measured),
-        m.latency_ms,
+        m.metrics.latency_ms,
         p.latency_short,
-        crate::size::Human(m.sram),
-        crate::size::Human(m.flash),
-        m.macs as f64 / 1e6,
+        crate::size::Human(m.metrics.sram),
+        crate::size::Human(m.metrics.flash),
+        m.metrics.macs as f64 / 1e6,
         a.out.display()
     );
     if let Some(s) = &m.patches {

@@ -103,6 +103,20 @@ pub struct Metrics {
     pub patches: Option<crate::cost::patch::PatchSchedule>,
 }
 
+impl Metrics {
+    /// The raw value of objective `o`, as a quantity to minimise (accuracy negated; without a
+    /// prediction it counts as 0).
+    pub fn minimised(&self, o: Objective) -> f64 {
+        match o {
+            Objective::Acc => -self.acc_predicted.unwrap_or(0.0),
+            Objective::Latency => self.latency_ms,
+            Objective::Sram => self.sram as f64,
+            Objective::Flash => self.flash as f64,
+            Objective::Macs => self.macs as f64,
+        }
+    }
+}
+
 /// Budgets; an arch is feasible when it is within every one.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Budget {

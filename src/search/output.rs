@@ -275,21 +275,11 @@ pub fn spread(search: &Search, pareto: &[usize], levels: usize) -> Vec<(usize, S
 /// The member closest to the ideal point, objectives min-max normalised over the front.
 pub fn knee(search: &Search, pareto: &[usize]) -> usize {
     let recs = &search.archive.records;
-    let value = |i: usize, o: super::objectives::Objective| -> f64 {
-        use super::objectives::Objective as O;
-        let m = &recs[i].metrics;
-        match o {
-            O::Acc => -m.acc_predicted.unwrap_or(0.0),
-            O::Latency => m.latency_ms,
-            O::Sram => m.sram as f64,
-            O::Flash => m.flash as f64,
-            O::Macs => m.macs as f64,
-        }
-    };
     // Ties go to the lower archive index, as `pareto` may be in any order.
     let mut sorted = pareto.to_vec();
     sorted.sort_unstable();
-    let points: Vec<Vec<f64>> = sorted.iter().map(|&i| search.eval.objectives.iter().map(|&o| value(i, o)).collect()).collect();
+    let points: Vec<Vec<f64>> =
+        sorted.iter().map(|&i| search.eval.objectives.iter().map(|&o| recs[i].metrics.minimised(o)).collect()).collect();
     super::objectives::closest_to_ideal(&points).map_or(0, |k| sorted[k])
 }
 

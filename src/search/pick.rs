@@ -1,6 +1,6 @@
 //! Choosing one member of a search's Pareto front (`nas pick`).
 
-use super::objectives::Objective;
+use super::objectives::{Metrics, Objective};
 use super::output::{ParetoFile, ReadError};
 use std::path::Path;
 
@@ -34,18 +34,10 @@ pub struct Member {
     pub id: usize,
     /// The subnet.
     pub arch: crate::arch::Arch,
-    /// Predicted top-1 (fraction).
-    pub acc_predicted: Option<f64>,
+    /// Its objectives (predicted top-1, latency estimate, SRAM, flash, MACs) and parameters.
+    pub metrics: Metrics,
     /// Measured top-1 (fraction).
     pub acc_measured: Option<f64>,
-    /// Latency estimate, milliseconds.
-    pub latency_ms: f64,
-    /// Peak SRAM, bytes.
-    pub sram: u64,
-    /// Flash, bytes.
-    pub flash: u64,
-    /// MACs per inference.
-    pub macs: u64,
     /// `PxP@LAYER` when the member runs patch-based (searched with `--patches`).
     pub patches: Option<String>,
 }
@@ -53,33 +45,28 @@ pub struct Member {
 impl Member {
     fn from_pareto(m: &super::output::ParetoMember) -> Member {
         let x = &m.metrics;
+        let metrics = Metrics {
+            macs: x["macs"].as_u64().unwrap_or(u64::MAX),
+            params: x["params"].as_u64().unwrap_or(0),
+            flash: x["flash"].as_u64().unwrap_or(u64::MAX),
+            sram: x["sram"].as_u64().unwrap_or(u64::MAX),
+            arena: x["arena"].as_u64().unwrap_or(0),
+            latency_ms: x["latency_ms_estimate"].as_f64().unwrap_or(f64::INFINITY),
+            acc_predicted: x["acc_predicted"].as_f64(),
+            patches: None,
+        };
         Member {
             id: m.id,
             arch: m.arch.clone(),
-            acc_predicted: x["acc_predicted"].as_f64(),
+            metrics,
             acc_measured: x["acc_measured"].as_f64(),
-            latency_ms: x["latency_ms_estimate"].as_f64().unwrap_or(f64::INFINITY),
-            sram: x["sram"].as_u64().unwrap_or(u64::MAX),
-            flash: x["flash"].as_u64().unwrap_or(u64::MAX),
-            macs: x["macs"].as_u64().unwrap_or(u64::MAX),
             patches: x["patches"]["schedule"].as_str().map(str::to_string),
         }
     }
 
     fn within(&self, l: &Limits) -> bool {
-        l.latency_ms.is_none_or(|v| self.latency_ms <= v)
-            && l.sram.is_none_or(|v| self.sram <= v)
-            && l.flash.is_none_or(|v| self.flash <= v)
-    }
-
-    fn objective(&self, o: Objective) -> f64 {
-        match o {
-            Objective::Acc => -self.acc_predicted.unwrap_or(0.0),
-            Objective::Latency => self.latency_ms,
-            Objective::Sram => self.sram as f64,
-            Objective::Flash => self.flash as f64,
-            Objective::Macs => self.macs as f64,
-        }
+        let m = &self.metrics;
+        l.latency_ms.is_none_or(|v| m.latency_ms <= v) && l.sram.is_none_or(|v| m.sram <= v) && l.flash.is_none_or(|v| m.flash <= v)
     }
 }
 
@@ -147,7 +134,7 @@ fn best_acc<'a>(ok: &[&'a Member], measured_split: Option<&str>) -> Option<(&'a 
         (Some(_), Some("test")) => "highest predicted top-1 (the measurements are on test images, which never choose a model)",
         (Some(_), _) => "highest predicted top-1 (the measurements do not say their split)",
     };
-    by(|m| m.acc_predicted).map(|m| (m, why.to_string()))
+    by(|m| m.metrics.acc_predicted).map(|m| (m, why.to_string()))
 }
 
 /// The member closest to the ideal point, objectives min-max normalised over `ok`; ties go to
@@ -155,7 +142,7 @@ fn best_acc<'a>(ok: &[&'a Member], measured_split: Option<&str>) -> Option<(&'a 
 fn knee<'a>(ok: &[&'a Member], objectives: &[Objective]) -> &'a Member {
     let mut sorted = ok.to_vec();
     sorted.sort_by_key(|m| m.id);
-    let points: Vec<Vec<f64>> = sorted.iter().map(|m| objectives.iter().map(|&o| m.objective(o)).collect()).collect();
+    let points: Vec<Vec<f64>> = sorted.iter().map(|m| objectives.iter().map(|&o| m.metrics.minimised(o)).collect()).collect();
     sorted[super::objectives::closest_to_ideal(&points).expect("non-empty")]
 }
 
@@ -165,7 +152,8 @@ mod tests {
 
     fn member(id: usize, pred: f64, meas: Option<f64>, latency_ms: f64) -> Member {
         let arch = crate::arch::Arch::smallest(&crate::space::resolve("cifar").unwrap());
-        Member { id, arch, acc_predicted: Some(pred), acc_measured: meas, latency_ms, sram: 1000, flash: 1000, macs: 1000, patches: None }
+        let metrics = Metrics { latency_ms, acc_predicted: Some(pred), sram: 1000, flash: 1000, macs: 1000, ..Metrics::default() };
+        Member { id, arch, metrics, acc_measured: meas, patches: None }
     }
 
     #[test]
