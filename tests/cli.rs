@@ -613,3 +613,26 @@ fn export_verify_on_a_board_qemu_cannot_run_is_refused_at_once() {
     assert!(err.contains("--verify on board rp2040: QEMU has no MPS2 machine for cortex-m0plus"), "{err}");
     assert!(!out.exists() && started.elapsed().as_secs() < 5, "refused before any work");
 }
+
+/// `nas plot curves`: one run's curves beside its metrics, several runs in one figure, and a
+/// file that is not a run's metrics refused naming it.
+#[test]
+fn plot_curves_of_one_and_several_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = repo().join("experiments/models/cifar-fused-r8");
+    let copy = dir.path().join("copy");
+    std::fs::create_dir(&copy).unwrap();
+    std::fs::copy(shipped.join("metrics-40-epochs.csv"), copy.join("metrics.csv")).unwrap();
+    let o = nas(&["plot", "curves", copy.to_str().unwrap()], dir.path());
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert!(copy.join("curves.png").is_file() && copy.join("curves.svg").is_file(), "{:?}", text(&o));
+    let stem = dir.path().join("both");
+    let o = nas(&["plot", "curves", shipped.to_str().unwrap(), copy.to_str().unwrap(), "--out", stem.to_str().unwrap()], dir.path());
+    assert!(o.status.success() && text(&o).0.contains("both.png"), "{:?}", text(&o));
+    let svg = std::fs::read_to_string(dir.path().join("both.svg")).unwrap();
+    assert!(svg.contains("cifar-fused-r8: validation top-1") && svg.contains("copy: validation top-1"), "series named by run");
+    let arch = shipped.join("arch.json");
+    let o = nas(&["plot", "curves", arch.to_str().unwrap(), "--out", stem.to_str().unwrap()], dir.path());
+    assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
+    assert!(text(&o).1.contains("arch.json") && text(&o).1.contains("metrics.csv"), "{:?}", text(&o));
+}

@@ -688,11 +688,20 @@ pub fn cdf_plot(series: &[CdfSeries], title: &str, x_desc: &str, stem: &Path) ->
 /// Training curves of a run folder's `metrics.csv` (supernet or fine-tuning run): training
 /// loss and validation top-1 per epoch, side by side, as `curves.png` / `curves.svg` in `dir`.
 pub fn training_curves(metrics: &Path, dir: &Path) -> Result<Vec<PathBuf>> {
+    training_curves_of(&[(String::new(), metrics.to_path_buf())], &dir.join("curves"))
+}
+
+/// The series of one `metrics.csv`: training losses (all-zero ones left out) and validation
+/// top-1 in percent, each named by its column and prefixed with `label` when there is one; and
+/// the last epoch recorded.
+type Series = Vec<(String, Vec<(f64, f64)>)>;
+fn curve_series(label: &str, metrics: &Path) -> Result<(Series, Series, f64)> {
     let text = std::fs::read_to_string(metrics).with_context(|| format!("reading {}", metrics.display()))?;
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap_or("").split(',').collect();
     let col = |name: &str| header.iter().position(|h| *h == name);
-    let epoch = col("epoch").with_context(|| format!("{}: no `epoch` column", metrics.display()))?;
+    let epoch =
+        col("epoch").with_context(|| format!("{}: no `epoch` column (expected a training run's metrics.csv)", metrics.display()))?;
     let loss_cols: Vec<usize> = header.iter().enumerate().filter(|(_, h)| h.starts_with("train_loss")).map(|(i, _)| i).collect();
     let val_cols: Vec<usize> = header.iter().enumerate().filter(|(_, h)| h.starts_with("val_top1")).map(|(i, _)| i).collect();
     let rows: Vec<Vec<f64>> = lines.map(|l| l.split(',').map(|v| v.parse().unwrap_or(f64::NAN)).collect()).collect();
@@ -702,13 +711,31 @@ pub fn training_curves(metrics: &Path, dir: &Path) -> Result<Vec<PathBuf>> {
     let series = |c: usize, scale: f64| -> Vec<(f64, f64)> {
         rows.iter().filter(|r| r.len() == header.len() && r[c].is_finite()).map(|r| (r[epoch], scale * r[c])).collect()
     };
+    let name = |c: usize, from: &str, to: &str| {
+        let n = header[c].replace(from, to).replace('_', " ");
+        if label.is_empty() { n } else { format!("{label}: {n}") }
+    };
     // A loss that is zero throughout (no distillation) would only flatten the axis.
-    let losses: Vec<(String, Vec<(f64, f64)>)> =
-        loss_cols.iter().map(|&c| (header[c].replace("train_loss", "training loss"), series(c, 1.0))).collect();
-    let losses: Vec<(String, Vec<(f64, f64)>)> = losses.into_iter().filter(|(_, p)| p.iter().any(|q| q.1 != 0.0)).collect();
-    let vals: Vec<(String, Vec<(f64, f64)>)> =
-        val_cols.iter().map(|&c| (header[c].replace("val_top1", "validation top-1"), series(c, 100.0))).collect();
+    let losses: Series = loss_cols
+        .iter()
+        .map(|&c| (name(c, "train_loss", "training loss"), series(c, 1.0)))
+        .filter(|(_, p)| p.iter().any(|q| q.1 != 0.0))
+        .collect();
+    let vals: Series = val_cols.iter().map(|&c| (name(c, "val_top1", "validation top-1"), series(c, 100.0))).collect();
     let last = rows.iter().filter_map(|r| r.get(epoch)).fold(1.0f64, |m, &e| m.max(e));
+    Ok((losses, vals, last))
+}
+
+/// Training curves of several runs in one figure (`stem`.png / .svg), each run's series named
+/// by its label: training loss and validation top-1 per epoch, side by side.
+pub fn training_curves_of(runs: &[(String, PathBuf)], stem: &Path) -> Result<Vec<PathBuf>> {
+    let (mut losses, mut vals, mut last) = (Series::new(), Series::new(), 1.0f64);
+    for (label, metrics) in runs {
+        let (l, v, e) = curve_series(label, metrics)?;
+        losses.extend(l);
+        vals.extend(v);
+        last = last.max(e);
+    }
     let xr = 0.5..last + 0.5;
     let range = |s: &[(String, Vec<(f64, f64)>)]| {
         let (lo, hi) = s.iter().flat_map(|(_, p)| p.iter().map(|q| q.1)).fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
@@ -745,7 +772,7 @@ pub fn training_curves(metrics: &Path, dir: &Path) -> Result<Vec<PathBuf>> {
                     let c = PALETTE[i % PALETTE.len()];
                     chart
                         .draw_series(LineSeries::new(pts.iter().copied(), c.stroke_width(3)))?
-                        .label(name.replace('_', " "))
+                        .label(name.as_str())
                         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(3)));
                     chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, c.filled())))?;
                 }
@@ -755,7 +782,7 @@ pub fn training_curves(metrics: &Path, dir: &Path) -> Result<Vec<PathBuf>> {
         });
         Ok(())
     };
-    render(&dir.join("curves"), (1400, 600), &draw)
+    render(stem, (1400, 600), &draw)
 }
 
 #[cfg(test)]
