@@ -27,18 +27,6 @@ pub(crate) struct CurvesArgs {
     out: Option<PathBuf>,
 }
 
-/// The `metrics.csv` of `run` (a run folder or the file itself) and the name its curves get:
-/// the run folder's name.
-fn metrics_of(run: &std::path::Path) -> (String, PathBuf) {
-    let (dir, file) = if run.is_dir() {
-        (run.to_path_buf(), run.join("metrics.csv"))
-    } else {
-        (run.parent().unwrap_or(run).to_path_buf(), run.to_path_buf())
-    };
-    let name = std::fs::canonicalize(&dir).ok().and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()));
-    (name.unwrap_or_else(|| dir.display().to_string()), file)
-}
-
 #[derive(clap::Args, Debug)]
 pub(crate) struct FrontArgs {
     /// Run folder of `nas search`.
@@ -96,19 +84,7 @@ pub(crate) fn run(p: Plot) -> anyhow::Result<Outcome> {
             }
             layers_plot(&arch, &space, a.sram, &stem)?
         }
-        Plot::Curves(a) => {
-            let mut runs: Vec<(String, PathBuf)> = a.runs.iter().map(|r| metrics_of(r)).collect();
-            if runs.len() == 1 {
-                runs[0].0.clear();
-            }
-            let stem = a.out.unwrap_or_else(|| {
-                if a.runs.len() == 1 { metrics_of(&a.runs[0]).1.with_file_name("curves") } else { PathBuf::from("curves") }
-            });
-            if let Some(parent) = stem.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent).map_err(|e| anyhow::anyhow!("creating {}: {e}", parent.display()))?;
-            }
-            crate::plot::training_curves_of(&runs, &stem)?
-        }
+        Plot::Curves(a) => crate::plot::run_curves(&a.runs, a.out.as_deref())?,
     };
     for f in files {
         println!("wrote {}", f.display());

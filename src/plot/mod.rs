@@ -691,10 +691,12 @@ pub fn training_curves(metrics: &Path, dir: &Path) -> Result<Vec<PathBuf>> {
     training_curves_of(&[(String::new(), metrics.to_path_buf())], &dir.join("curves"))
 }
 
+/// Named curves: (name, (epoch, value) points).
+type Series = Vec<(String, Vec<(f64, f64)>)>;
+
 /// The series of one `metrics.csv`: training losses (all-zero ones left out) and validation
 /// top-1 in percent, each named by its column and prefixed with `label` when there is one; and
 /// the last epoch recorded.
-type Series = Vec<(String, Vec<(f64, f64)>)>;
 fn curve_series(label: &str, metrics: &Path) -> Result<(Series, Series, f64)> {
     let text = std::fs::read_to_string(metrics).with_context(|| format!("reading {}", metrics.display()))?;
     let mut lines = text.lines();
@@ -724,6 +726,35 @@ fn curve_series(label: &str, metrics: &Path) -> Result<(Series, Series, f64)> {
     let vals: Series = val_cols.iter().map(|&c| (name(c, "val_top1", "validation top-1"), series(c, 100.0))).collect();
     let last = rows.iter().filter_map(|r| r.get(epoch)).fold(1.0f64, |m, &e| m.max(e));
     Ok((losses, vals, last))
+}
+
+/// `nas plot curves`: the curves of the runs `runs` (run folders of `nas train` / `nas
+/// finetune`, or their `metrics.csv` files) in one figure at `out` (a path without extension)
+/// [default: RUN/curves for one run, ./curves for several], each run's series named by its
+/// folder when there are several. Returns the files written.
+pub fn run_curves(runs: &[PathBuf], out: Option<&Path>) -> Result<Vec<PathBuf>> {
+    let metrics_of = |run: &Path| -> (String, PathBuf) {
+        let (dir, file) = if run.is_dir() {
+            (run.to_path_buf(), run.join("metrics.csv"))
+        } else {
+            (run.parent().unwrap_or(run).to_path_buf(), run.to_path_buf())
+        };
+        let name = std::fs::canonicalize(&dir).ok().and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()));
+        (name.unwrap_or_else(|| dir.display().to_string()), file)
+    };
+    let mut named: Vec<(String, PathBuf)> = runs.iter().map(|r| metrics_of(r)).collect();
+    if named.len() == 1 {
+        named[0].0.clear();
+    }
+    let stem = match (out, named.as_slice()) {
+        (Some(o), _) => o.to_path_buf(),
+        (None, [(_, file)]) => file.with_file_name("curves"),
+        (None, _) => PathBuf::from("curves"),
+    };
+    if let Some(parent) = stem.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    training_curves_of(&named, &stem)
 }
 
 /// Training curves of several runs in one figure (`stem`.png / .svg), each run's series named

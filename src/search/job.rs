@@ -432,7 +432,11 @@ impl MeasureSplit {
 pub fn measurement_data(r: &SearchRequest) -> (Option<PathBuf>, crate::data::Split, MeasureSplit) {
     use crate::data::Split;
     match (r.measure_split, &r.data) {
-        (None, None) if r.supernet.is_none() => (crate::assets::mini_data(), Split::Test, MeasureSplit::Test),
+        (None, None) if r.supernet.is_none() => match crate::assets::mini_data() {
+            Some(mini) => (Some(mini), Split::Test, MeasureSplit::Test),
+            // No mini set (a binary away from its checkout): the supernet's own validation split.
+            None => (None, Split::Train, MeasureSplit::Validation),
+        },
         (Some(MeasureSplit::Test), data) => (data.clone(), Split::Test, MeasureSplit::Test),
         (_, data) => (data.clone(), Split::Train, MeasureSplit::Validation),
     }

@@ -60,8 +60,8 @@ pub struct CheckpointMeta {
 pub struct FinetuneSpec {
     /// The subnet.
     pub arch: crate::arch::Arch,
-    /// The supernet checkpoint its weights were inherited from (and the teacher's); `None` for
-    /// a standalone run (`nas train --arch`), whose weights start freshly initialised.
+    /// The supernet checkpoint its weights were inherited from (and the teacher's, unless
+    /// `teacher` names another); `None` for a standalone run (`nas train --arch`), whose weights start freshly initialised.
     pub supernet: Option<PathBuf>,
     /// Weight of the distillation loss from the teacher, in [0, 1] (0: labels only, no
     /// teacher).
