@@ -13,6 +13,8 @@ pub const HOME_VAR: &str = "TINYNAS_HOME";
 /// The CIFAR-10 subset shipped for measuring the embedded default's front and as the fallback
 /// data of `nas eval` / `nas export` (500 calibration + 1000 test images).
 pub const MINI_DATA: &str = "experiments/data";
+/// 1000 images of the shipped CIFAR supernets' validation split (`examples/mini_val_set.rs`).
+pub const MINI_HELD_OUT: &str = "experiments/data/held-out/cifar10-mini-val.tar.gz";
 
 /// Folders searched, in order, for shipped assets.
 pub fn roots() -> Vec<PathBuf> {
@@ -74,6 +76,11 @@ pub fn mini_data() -> Option<PathBuf> {
     find(MINI_DATA).filter(|p| p.is_dir())
 }
 
+/// The shipped mini set's held-out validation images, when found.
+pub fn mini_held_out() -> Option<PathBuf> {
+    find(MINI_HELD_OUT).filter(|p| p.is_file())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,6 +91,21 @@ mod tests {
         assert!(supernet.ends_with("experiments/supernets/cifar10") && supernet.is_dir(), "{}", supernet.display());
         assert!(predictor.ends_with("experiments/supernets/cifar10.predictor.json") && predictor.is_file());
         assert!(mini_data().is_some());
+        assert!(mini_held_out().is_some());
+    }
+
+    /// The mini set's held-out images were drawn from the validation split of seed 0 and
+    /// `val_fraction` 0.1; a shipped supernet trained on another split may have seen them.
+    #[test]
+    fn the_held_out_mini_images_are_held_out_by_every_shipped_cifar_supernet() {
+        for space in ["cifar", "cifar-fused"] {
+            let (supernet, _) = space_defaults(space);
+            let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(supernet.join("meta.json")).unwrap()).unwrap();
+            let exp = &meta["experiment"];
+            assert_eq!(exp["data"]["val_fraction"].as_f64(), Some(0.1), "{space}");
+            assert_eq!(exp["train"]["seed"].as_u64(), Some(0), "{space}");
+            assert!(exp["data"]["path"].as_str().unwrap().ends_with("cifar10-jpg"), "{space}");
+        }
     }
 
     #[test]

@@ -706,7 +706,7 @@ fn cifar_fused_searches_with_its_shipped_supernet_and_predictor() {
     let p = pareto(dir.path(), "run");
     let measured: Vec<f64> = p["members"].as_array().unwrap().iter().filter_map(|m| m["metrics"]["acc_measured"].as_f64()).collect();
     assert_eq!(measured.len(), 2, "{measured:?}");
-    // Real accuracies of a trained supernet on 1000 test images, not chance.
+    // Real accuracies of a trained supernet on the mini set's 1000 held-out images, not chance.
     assert!(measured.iter().all(|&a| a > 0.5), "{measured:?}");
     // The measured members are rows of the table (2 of them: the knee and the most accurate).
     let header = stdout.lines().position(|l| l.starts_with("chosen as")).expect("table header");
@@ -719,14 +719,27 @@ fn cifar_fused_searches_with_its_shipped_supernet_and_predictor() {
     assert_eq!(shown.len(), 2, "{stdout}");
     let knee = rows.iter().find(|r| r.contains("knee")).unwrap();
     assert!(meas_column(knee) != "-" && meas_column(rows.last().unwrap()) != "-", "{stdout}");
-    // The mini set's test images report; they never choose a model.
-    assert_eq!(p["accuracy_measured_split"], "test", "{p}");
+    // The default scores the mini set's held-out images: the supernet's validation images,
+    // which best-acc chooses by.
+    assert_eq!(p["accuracy_measured_split"], "validation", "{p}");
+    let how = p["accuracy_measured"].as_str().unwrap();
+    assert!(how.contains("1000 held-out validation images of") && how.contains("cifar10-mini-val.tar.gz"), "{p}");
     let o = nas(dir.path(), &["pick", "run", "--rule", "best-acc", "--out", "best.json"]);
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("measured on validation images"), "{}", text(&o));
+
+    // Test images report; they never choose a model.
+    let data = repo.join("experiments/data");
+    let args = ["search", "--space", "cifar-fused", "--sram", "50892", "--flash", "100864", "--generations", "2", "--population", "16"];
+    let tail =
+        ["--measure", "2", "--calib", "100", "--no-plot", "--measure-split", "test", "--out", "test", "--data", data.to_str().unwrap()];
+    let o = nas(dir.path(), &[&args[..], &tail[..]].concat());
+    assert!(o.status.success(), "{}", text(&o));
+    let p = pareto(dir.path(), "test");
+    assert_eq!(p["accuracy_measured_split"], "test", "{p}");
+    let o = nas(dir.path(), &["pick", "test", "--rule", "best-acc", "--out", "best.json"]);
     assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("test images, which never choose"), "{}", text(&o));
 
     // With --data, the front is measured on its validation split, which best-acc chooses by.
-    let data = repo.join("experiments/data");
-    let args = ["search", "--space", "cifar-fused", "--sram", "50892", "--flash", "100864", "--generations", "2", "--population", "16"];
     let tail = ["--measure", "2", "--calib", "100", "--no-plot", "--out", "val", "--data", data.to_str().unwrap()];
     let o = nas(dir.path(), &[&args[..], &tail[..]].concat());
     assert!(o.status.success(), "{}", text(&o));

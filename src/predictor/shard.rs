@@ -10,10 +10,9 @@
 //! resumes where it stopped. Merging refuses files from another supernet, data, measurement
 //! setting, subnet list or shard count, and a set with a shard missing, doubled or incomplete.
 
-use super::train::{BuildReport, BuildRequest, FitConfig, MeasureKey, Measurer, Pair, build_archs, fit, open};
+use super::train::{BuildReport, BuildRequest, FitConfig, HeldOut, MeasureKey, Measurer, Pair, build_archs, fit, open};
 use super::{MlpPredictor, PredictorSource};
 use crate::arch::Arch;
-use crate::data::Split;
 use crate::space::SearchSpace;
 use crate::supernet::DeviceChoice;
 use anyhow::{Context, bail};
@@ -181,7 +180,7 @@ pub fn measure_shard(r: &BuildRequest, shard: Shard, log: &mut dyn FnMut(&str), 
     r.check()?;
     let device: DeviceChoice = r.device.parse()?;
     let start = std::time::Instant::now();
-    let m = open(&r.supernet, r.data.as_deref(), r.calib, r.val_images, Split::Train, device)?;
+    let m = open(&r.supernet, r.data.as_deref(), r.calib, r.val_images, &HeldOut::Validation, device)?;
     let archs = build_archs(r, m.evaluator.space())?;
     let header = ShardHeader {
         format: SHARD_FORMAT.into(),

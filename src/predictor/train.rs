@@ -4,7 +4,7 @@
 
 use super::{Dense, Encoding, MlpFile, MlpPredictor, PREDICTOR_FORMAT, PredictorMetrics, PredictorSource, kendall_tau};
 use crate::arch::Arch;
-use crate::data::{Split, split_train_val_calib};
+use crate::data::split_train_val_calib;
 use crate::space::SearchSpace;
 use crate::supernet::eval::OpenedCheckpoint;
 use crate::supernet::{DeviceChoice, SubnetEvaluator};
@@ -18,7 +18,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// One measured subnet.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -68,22 +68,36 @@ pub fn seeded_subset(len: usize, n: usize, seed: u64) -> Vec<usize> {
     idx
 }
 
+/// The images subnets are scored on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeldOut {
+    /// The supernet run's validation split: its seeded held-out training images.
+    Validation,
+    /// The dataset's test split.
+    Test,
+    /// A separate set of validation images (read as a test split: a `test/` or `val/` folder):
+    /// images the supernet run held out, copied where its full data set is not, as the shipped
+    /// mini set's `held-out/` archive is. Scored like [`HeldOut::Validation`], so models may be
+    /// chosen by them.
+    Images(PathBuf),
+}
+
 /// Open `checkpoint` (run or checkpoint folder) to measure subnets, recalibrating BN on `calib`
-/// training images. With `split == Split::Train` subnets are scored on at most `max_val` of the
-/// run's held-out validation images (0 = all); with `Split::Test` on `max_val` of the dataset's
-/// test images (0 = all; a seeded sample, [`test_subset`]), and calibration may use every training
-/// image (the test images are the held-out set then).
+/// training images. With [`HeldOut::Validation`] subnets are scored on at most `max_val` of the
+/// run's held-out validation images (0 = all); otherwise on `max_val` of the dataset's test
+/// images or of the given held-out images (0 = all; a seeded sample, [`seeded_subset`]), and
+/// calibration may use every training image (the scored images are held out then).
 pub fn open(
     checkpoint: &Path,
     data: Option<&Path>,
     calib: usize,
     max_val: usize,
-    split: Split,
+    held_out: &HeldOut,
     device: DeviceChoice,
 ) -> Result<Measurer, TrainError> {
     let o = OpenedCheckpoint::open(checkpoint, data, calib, device)?;
     let exp = &o.meta.experiment;
-    let val_fraction = if split == Split::Test { 0.0 } else { exp.data.val_fraction };
+    let val_fraction = if *held_out == HeldOut::Validation { exp.data.val_fraction } else { 0.0 };
     let splits = split_train_val_calib(&o.train, val_fraction, calib, exp.train.seed)
         .map_err(|source| TrainError::Data { path: o.data_path.clone(), source })?;
     let (norm, dev) = (&o.meta.normalization, &o.device);
@@ -91,13 +105,13 @@ pub fn open(
     let mut data = crate::fingerprint::Fnv::default();
     hash_dataset(&mut data, &o.train);
     let (normalization, weights) = (format!("{:?}", o.meta.normalization), o.weights.clone());
-    let (evaluator, n_val, what) = if split == Split::Test {
-        let test = o.load_test()?;
-        hash_dataset(&mut data, &test);
-        let n = if max_val == 0 { test.len() } else { max_val.min(test.len()) };
-        let idx = seeded_subset(test.len(), n, exp.train.seed);
-        let ev = SubnetEvaluator::from_sets(o.model, space, (&test, &idx), (&o.train, &splits.calib), norm, dev);
-        (ev, n, "test images")
+    let mut measured_from = o.data_path.clone();
+    let (evaluator, n_val, what) = if let Some((held, what)) = separate_held_out(&o, held_out, &mut measured_from)? {
+        hash_dataset(&mut data, &held);
+        let n = if max_val == 0 { held.len() } else { max_val.min(held.len()) };
+        let idx = seeded_subset(held.len(), n, exp.train.seed);
+        let ev = SubnetEvaluator::from_sets(o.model, space, (&held, &idx), (&o.train, &splits.calib), norm, dev);
+        (ev, n, what)
     } else {
         // A seeded sample, not the first images: the split is sorted by image index, and image
         // folders store the images class by class, so its first 2,000 of 5,000 held 4 classes.
@@ -129,10 +143,27 @@ pub fn open(
         key,
         source: PredictorSource {
             supernet: checkpoint.display().to_string(),
-            measured_on: format!("{n_val} {what} of {}", o.data_path.display()),
+            measured_on: format!("{n_val} {what} of {}", measured_from.display()),
             calib_images: splits.calib.len(),
         },
     })
+}
+
+/// The scored images when they are not the run's validation split: the test split, or the given
+/// held-out images (checked against the space; `from` becomes their path).
+fn separate_held_out(
+    o: &OpenedCheckpoint,
+    held_out: &HeldOut,
+    from: &mut PathBuf,
+) -> Result<Option<(crate::data::Dataset, &'static str)>, TrainError> {
+    match held_out {
+        HeldOut::Validation => Ok(None),
+        HeldOut::Test => Ok(Some((o.load_test()?, "test images"))),
+        HeldOut::Images(path) => {
+            *from = path.clone();
+            Ok(Some((o.load_held_out(path)?, "held-out validation images")))
+        }
+    }
 }
 
 fn hash_dataset(h: &mut crate::fingerprint::Fnv, ds: &crate::data::Dataset) {
@@ -337,7 +368,7 @@ pub fn build(r: &BuildRequest, log: &mut dyn FnMut(&str), progress: bool) -> any
     r.check()?;
     let device: DeviceChoice = r.device.parse()?;
     let start = std::time::Instant::now();
-    let m = open(&r.supernet, r.data.as_deref(), r.calib, r.val_images, Split::Train, device)?;
+    let m = open(&r.supernet, r.data.as_deref(), r.calib, r.val_images, &HeldOut::Validation, device)?;
     let space = m.evaluator.space().clone();
     let archs = build_archs(r, &space)?;
     let cache = std::path::PathBuf::from(format!("{}.samples.jsonl", r.out.display()));

@@ -57,8 +57,8 @@ pub struct SearchRequest {
     pub calib: usize,
     /// Held-out images per measured member (0 = all).
     pub val_images: usize,
-    /// Split the front is measured on (see [`measurement_data`]); `None`: the validation split,
-    /// except for the shipped default without the supernet's data (the mini set's test images).
+    /// Split the front is measured on (see [`measurement_data`]); `None`: the validation split
+    /// (for the shipped default without the supernet's data, the mini set's held-out images).
     pub measure_split: Option<MeasureSplit>,
     /// Compute backend of the measurements.
     pub device: String,
@@ -423,22 +423,25 @@ impl MeasureSplit {
     }
 }
 
-/// Data and split the front is measured on. Models are chosen on validation images, so an
+/// Data and images the front is measured on. Models are chosen on validation images, so an
 /// explicit `data` (or the explicit supernet's own data) is scored on its validation split (the
 /// supernet run's seeded held-out training images) unless the test split is asked for. The
-/// shipped supernet with neither `data` nor a split scores the shipped mini set's test images:
-/// the only held-out images every checkout has; `nas pick` does not choose by them.
+/// shipped supernet with neither `data` nor a split scores the shipped mini set's held-out
+/// images: 1000 of the shipped supernets' validation images, the ones every checkout has.
 #[cfg(feature = "supernet")]
-pub fn measurement_data(r: &SearchRequest) -> (Option<PathBuf>, crate::data::Split, MeasureSplit) {
-    use crate::data::Split;
-    match (r.measure_split, &r.data) {
-        (None, None) if r.supernet.is_none() => match crate::assets::mini_data() {
-            Some(mini) => (Some(mini), Split::Test, MeasureSplit::Test),
-            // No mini set (a binary away from its checkout): the supernet's own validation split.
-            None => (None, Split::Train, MeasureSplit::Validation),
+pub fn measurement_data(r: &SearchRequest) -> (Option<PathBuf>, crate::predictor::train::HeldOut, MeasureSplit) {
+    use crate::predictor::train::HeldOut;
+    let shipped_default = r.measure_split.is_none() && r.data.is_none() && r.supernet.is_none();
+    match crate::assets::mini_data().filter(|_| shipped_default) {
+        Some(mini) => match crate::assets::mini_held_out() {
+            Some(held) => (Some(mini), HeldOut::Images(held), MeasureSplit::Validation),
+            // A checkout without the held-out archive: the mini set's test images, recorded so.
+            None => (Some(mini), HeldOut::Test, MeasureSplit::Test),
         },
-        (Some(MeasureSplit::Test), data) => (data.clone(), Split::Test, MeasureSplit::Test),
-        (_, data) => (data.clone(), Split::Train, MeasureSplit::Validation),
+        None if r.measure_split == Some(MeasureSplit::Test) => (r.data.clone(), HeldOut::Test, MeasureSplit::Test),
+        // No mini set (a binary away from its checkout), or explicit flags: the supernet's own
+        // data, on its validation split.
+        None => (r.data.clone(), HeldOut::Validation, MeasureSplit::Validation),
     }
 }
 
@@ -460,8 +463,8 @@ fn measure_front(r: &SearchRequest, search: &Search, pareto: &[usize], default_s
     }
     let result = (|| -> anyhow::Result<(Measured, MeasureLabel)> {
         let device: DeviceChoice = r.device.parse()?;
-        let (data, split, which) = measurement_data(r);
-        let m = crate::predictor::train::open(&path, data.as_deref(), r.calib, r.val_images, split, device)?;
+        let (data, held_out, which) = measurement_data(r);
+        let m = crate::predictor::train::open(&path, data.as_deref(), r.calib, r.val_images, &held_out, device)?;
         let picked = spread_members(search, pareto, r.measure, r.rows);
         let bar = indicatif::ProgressBar::new(picked.len() as u64);
         bar.set_message("measuring front members on the supernet");

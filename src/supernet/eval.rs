@@ -166,6 +166,22 @@ impl OpenedCheckpoint {
         check_data(&test, &self.meta.space)?;
         Ok(test)
     }
+
+    /// Separate held-out images at `path` (a `test/` or `val/` folder, or an archive of one),
+    /// checked against the space and against the training data's classes.
+    pub fn load_held_out(&self, path: &Path) -> Result<Dataset, TrainError> {
+        let held = load_data(path, Split::Test)?;
+        check_data(&held, &self.meta.space)?;
+        if held.class_names != self.train.class_names {
+            return Err(TrainError::Config(format!(
+                "{}: classes {:?} differ from the training data's {:?}",
+                path.display(),
+                held.class_names,
+                self.train.class_names
+            )));
+        }
+        Ok(held)
+    }
 }
 
 fn to_batches(ds: &Dataset, idx: &[usize], norm: &Normalization, device: &Device) -> Vec<Tensor<4>> {
