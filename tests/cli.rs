@@ -537,14 +537,15 @@ fn bench_train_reports_four_workloads_and_checks_the_twin_interpreter_first() {
 #[test]
 #[cfg(feature = "supernet")]
 fn eval_reports_the_images_it_really_recalibrated_on() {
-    // The shipped mini set has 500 training images, 50 of them held out: fewer than --calib 2000.
+    // The shipped mini set has 500 training images, fewer than --calib 2000, all of them
+    // calibration: it validates on its 1000 held-out images, the supernet's validation images.
     let dir = tempfile::tempdir().unwrap();
     let arch = sample(dir.path(), "cifar", "smallest");
     let args = ["eval", "--checkpoint", "experiments/supernets/cifar10", "--arch", arch.to_str().unwrap(), "--data", "experiments/data"];
     let o = nas(&args, &repo());
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(0), "{out}{err}");
-    assert!(out.contains("on 50 val images (BN recalibrated on 450 training images)"), "{out}");
+    assert!(out.contains("on 1000 val images (BN recalibrated on 500 training images)"), "{out}");
 }
 
 #[test]
@@ -575,22 +576,31 @@ fn eval_and_export_fall_back_to_the_shipped_data_and_supernet() {
         std::fs::copy(repo().join("experiments/supernets/cifar10").join(f), sn.join(f)).unwrap();
     }
     let meta = std::fs::read_to_string(repo().join("experiments/supernets/cifar10/meta.json")).unwrap();
-    std::fs::write(sn.join("meta.json"), meta.replace("../shared/datasets/cifar10-jpg", "not-on-this-machine/cifar10")).unwrap();
+    std::fs::write(sn.join("meta.json"), meta.replace("../shared/datasets/cifar10-jpg", "not-on-this-machine/cifar10-jpg")).unwrap();
     let arch = sample(dir.path(), "cifar", "smallest");
     let o = nas(&["eval", "--checkpoint", sn.to_str().unwrap(), "--arch", arch.to_str().unwrap()], &repo());
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(0), "{out}{err}");
     assert!(
-        err.contains("not-on-this-machine/cifar10 (the checkpoint's training data) is not here: using the shipped CIFAR-10 mini set"),
+        err.contains("not-on-this-machine/cifar10-jpg (the checkpoint's training data) is not here: using the shipped CIFAR-10 mini set"),
         "{err}"
     );
-    assert!(out.contains("on 50 val images"), "{out}");
+    // It validates on the supernet's own held-out images, not on 50 it trained on.
+    assert!(out.contains("on 1000 val images (BN recalibrated on 500 training images)"), "{out}");
+
+    // A run that held out another split may have trained on those images: the mini set's own split.
+    let other = meta.replace("../shared/datasets/cifar10-jpg", "not-on-this-machine/cifar10-jpg").replace("\"seed\": 0", "\"seed\": 1");
+    assert_ne!(other, meta.replace("../shared/datasets/cifar10-jpg", "not-on-this-machine/cifar10-jpg"), "the seed is recorded");
+    std::fs::write(sn.join("meta.json"), other).unwrap();
+    let o = nas(&["eval", "--checkpoint", sn.to_str().unwrap(), "--arch", arch.to_str().unwrap()], &repo());
+    assert!(o.status.success() && text(&o).0.contains("on 50 val images (BN recalibrated on 450 training images)"), "{:?}", text(&o));
+    std::fs::write(sn.join("meta.json"), meta.replace("../shared/datasets/cifar10-jpg", "not-on-this-machine/cifar10-jpg")).unwrap();
     // A predictor needs the real validation images: the error names the recorded data and --data.
     let p = dir.path().join("p.json");
     let o = nas(&["predictor", "build", "--supernet", sn.to_str().unwrap(), "--out", p.to_str().unwrap()], &repo());
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(2), "{out}{err}");
-    assert!(err.contains("training data not-on-this-machine/cifar10 (recorded in") && err.contains("pass --data"), "{err}");
+    assert!(err.contains("training data not-on-this-machine/cifar10-jpg (recorded in") && err.contains("pass --data"), "{err}");
     // Without --checkpoint, export takes the shipped supernet of the arch's space.
     let out_dir = dir.path().join("deploy");
     let o = nas(&["export", "--arch", arch.to_str().unwrap(), "--format", "tflite", "--out", out_dir.to_str().unwrap()], &repo());

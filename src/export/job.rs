@@ -15,7 +15,7 @@ use crate::cost::patch::{self, PatchPlan, PatchSpec};
 use crate::data::{Dataset, Normalization, Split, batch_from_indices, split_train_val_calib};
 use crate::ir::{Network, lower};
 use crate::run_folder::{RunFolder, Start};
-use crate::supernet::eval::{checkpoint_arch, resolve_checkpoint, resolve_data};
+use crate::supernet::eval::{checkpoint_arch, mini_held_out_for, resolve_checkpoint, resolve_data};
 use crate::supernet::{DeviceChoice, batch_tensor, recalibrate};
 use crate::train::{EVAL_BATCH, check_data, checkpoint, load_data};
 
@@ -177,7 +177,10 @@ pub fn export(r: &ExportRequest, log: &mut dyn FnMut(&str)) -> anyhow::Result<Ex
     let train = load_data(&data_path, Split::Train)?;
     check_data(&train, &meta.space)?;
     let exp = &meta.experiment;
-    let splits = split_train_val_calib(&train, exp.data.val_fraction, r.calib, exp.train.seed)
+    let held = mini_held_out_for(&data_path, exp).filter(|_| !r.test_split);
+    // Separate held-out images leave every training image to calibration.
+    let val_fraction = if held.is_some() { 0.0 } else { exp.data.val_fraction };
+    let splits = split_train_val_calib(&train, val_fraction, r.calib, exp.train.seed)
         .with_context(|| format!("splitting {}", data_path.display()))?;
     let norm = &meta.normalization;
     let calib_batches: Vec<_> =
@@ -192,6 +195,11 @@ pub fn export(r: &ExportRequest, log: &mut dyn FnMut(&str)) -> anyhow::Result<Ex
         check_data(&test, &meta.space)?;
         let all = (0..test.len()).collect();
         (test, all)
+    } else if let Some(held) = held {
+        let held = load_data(&held, Split::Test)?;
+        check_data(&held, &meta.space)?;
+        let all = (0..held.len()).collect();
+        (held, all)
     } else {
         (train, splits.val.clone())
     };

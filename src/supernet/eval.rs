@@ -40,19 +40,26 @@ pub struct SubnetEvaluator {
 
 impl SubnetEvaluator {
     /// Load checkpoint `checkpoint` (a run folder or a checkpoint folder) onto `device`; validate
-    /// on the run's held-out validation images of `data` (default: the run's data path), or on
-    /// the official test split with `split = Split::Test`; recalibrate on the first `calib`
-    /// calibration images.
+    /// on the run's held-out validation images of `data` (default: the run's data path; for the
+    /// shipped mini set, its held-out archive, [`mini_held_out_for`]), or on the official test
+    /// split with `split = Split::Test`; recalibrate on the first `calib` calibration images.
     pub fn new(checkpoint: &Path, data: Option<&Path>, split: Split, calib: usize, device: DeviceChoice) -> Result<Self, TrainError> {
         let o = OpenedCheckpoint::open(checkpoint, data, calib, device)?;
         let exp = &o.meta.experiment;
-        let splits = split_train_val_calib(&o.train, exp.data.val_fraction, calib, exp.train.seed)
+        let held = mini_held_out_for(&o.data_path, exp).filter(|_| split == Split::Train);
+        // Separate held-out images leave every training image to calibration.
+        let val_fraction = if held.is_some() { 0.0 } else { exp.data.val_fraction };
+        let splits = split_train_val_calib(&o.train, val_fraction, calib, exp.train.seed)
             .map_err(|source| TrainError::Data { path: o.data_path.clone(), source })?;
         let (norm, device) = (&o.meta.normalization, &o.device);
         let calib_batches = to_batches(&o.train, &splits.calib, norm, device);
-        let val = match split {
-            Split::Train => to_labelled(&o.train, &splits.val, norm, device),
-            Split::Test => {
+        let val = match (split, held) {
+            (Split::Train, Some(held)) => {
+                let held = o.load_held_out(&held)?;
+                to_labelled(&held, &(0..held.len()).collect::<Vec<_>>(), norm, device)
+            }
+            (Split::Train, None) => to_labelled(&o.train, &splits.val, norm, device),
+            (Split::Test, _) => {
                 let test = o.load_test()?;
                 let all: Vec<usize> = (0..test.len()).collect();
                 to_labelled(&test, &all, norm, device)
@@ -197,6 +204,16 @@ fn to_labelled(ds: &Dataset, idx: &[usize], norm: &Normalization, device: &Devic
         .collect()
 }
 
+/// The shipped mini set's held-out validation images when `data` is the mini set and the run
+/// `exp` held out the split they were drawn from (CIFAR-10 JPEG, seed 0, `val_fraction` 0.1).
+/// The mini set's own split of its 500 training images would validate on 50 images the supernet
+/// trained on.
+pub fn mini_held_out_for(data: &Path, exp: &crate::train::experiment::Experiment) -> Option<PathBuf> {
+    let same = |a: &Path, b: &Path| matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y);
+    let drawn_from = exp.data.path.file_name().is_some_and(|n| n == "cifar10-jpg") && exp.data.val_fraction == 0.1 && exp.train.seed == 0;
+    crate::assets::mini_data().filter(|mini| drawn_from && same(data, mini)).and_then(|_| crate::assets::mini_held_out())
+}
+
 /// The checkpoint to read: `ckpt` (`--checkpoint`), else the shipped supernet of the space of
 /// `arch` (`--arch`: a file or `RUN/pareto.json#ID`).
 pub fn resolve_checkpoint(ckpt: Option<&Path>, arch: Option<&str>) -> anyhow::Result<PathBuf> {
@@ -223,7 +240,7 @@ pub fn resolve_data(data: Option<&Path>, ckpt: &Path, note: &mut dyn FnMut(&str)
     match mini {
         Some(m) if meta.space.name == "cifar" => {
             note(&format!(
-                "note: {} (the checkpoint's training data) is not here: using the shipped CIFAR-10 mini set {} (500 training images: 450 calibrate, 50 validate; 1000 test images); pass --data for the full set",
+                "note: {} (the checkpoint's training data) is not here: using the shipped CIFAR-10 mini set {} (500 training images calibrate; 1000 of the supernet's held-out validation images validate; 1000 test images); pass --data for the full set",
                 meta.data_path.display(),
                 m.display()
             ));
