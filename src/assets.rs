@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 pub const HOME_VAR: &str = "TINYNAS_HOME";
 
 /// The CIFAR-10 subset shipped for measuring the embedded default's front and as the fallback
-/// data of `nas eval` / `nas export` (500 calibration + 1000 test images).
+/// data of `nas eval` / `nas export` (500 calibration + 1000 test images; 1000 held-out
+/// validation images in [`MINI_HELD_OUT`]).
 pub const MINI_DATA: &str = "experiments/data";
 /// 1000 images of the shipped CIFAR supernets' validation split (`examples/mini_val_set.rs`).
 pub const MINI_HELD_OUT: &str = "experiments/data/held-out/cifar10-mini-val.tar.gz";

@@ -594,7 +594,20 @@ fn eval_and_export_fall_back_to_the_shipped_data_and_supernet() {
     std::fs::write(sn.join("meta.json"), other).unwrap();
     let o = nas(&["eval", "--checkpoint", sn.to_str().unwrap(), "--arch", arch.to_str().unwrap()], &repo());
     assert!(o.status.success() && text(&o).0.contains("on 50 val images (BN recalibrated on 450 training images)"), "{:?}", text(&o));
+    assert!(text(&o).1.contains("(500 training images: 450 calibrate, 50 validate; 1000 test images)"), "{:?}", text(&o));
     std::fs::write(sn.join("meta.json"), meta.replace("../shared/datasets/cifar10-jpg", "not-on-this-machine/cifar10-jpg")).unwrap();
+
+    // The cifar-fused space trains on CIFAR-10 too: the shipped fine-tuned network falls back alike.
+    let ft = dir.path().join("ft");
+    std::fs::create_dir(&ft).unwrap();
+    let shipped = repo().join("experiments/models/cifar-fused-r8/checkpoint");
+    std::fs::copy(shipped.join("model.bpk"), ft.join("model.bpk")).unwrap();
+    let ft_meta = std::fs::read_to_string(shipped.join("meta.json")).unwrap();
+    std::fs::write(ft.join("meta.json"), ft_meta.replace("../shared/datasets/cifar10-jpg", "not-on-this-machine/cifar10-jpg")).unwrap();
+    let o = nas(&["eval", "--checkpoint", ft.to_str().unwrap()], &repo());
+    let (out, err) = text(&o);
+    assert!(o.status.success() && err.contains("using the shipped CIFAR-10 mini set"), "{out}{err}");
+    assert!(out.contains("on 1000 val images (BN recalibrated on 500 training images)"), "{out}");
     // A predictor needs the real validation images: the error names the recorded data and --data.
     let p = dir.path().join("p.json");
     let o = nas(&["predictor", "build", "--supernet", sn.to_str().unwrap(), "--out", p.to_str().unwrap()], &repo());

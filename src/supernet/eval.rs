@@ -236,17 +236,22 @@ pub fn resolve_data(data: Option<&Path>, ckpt: &Path, note: &mut dyn FnMut(&str)
     if recorded.exists() {
         return Ok(recorded);
     }
-    let mini = crate::assets::mini_data();
-    match mini {
-        Some(m) if meta.space.name == "cifar" => {
+    // Both CIFAR spaces train on CIFAR-10, the mini set's data.
+    let cifar10 = matches!(meta.space.name.as_str(), "cifar" | "cifar-fused");
+    match crate::assets::mini_data().filter(|_| cifar10) {
+        Some(m) => {
+            let validate = match mini_held_out_for(&m, &meta.experiment) {
+                Some(_) => "500 training images calibrate; 1000 of the supernet's held-out validation images validate",
+                None => "500 training images: 450 calibrate, 50 validate",
+            };
             note(&format!(
-                "note: {} (the checkpoint's training data) is not here: using the shipped CIFAR-10 mini set {} (500 training images calibrate; 1000 of the supernet's held-out validation images validate; 1000 test images); pass --data for the full set",
+                "note: {} (the checkpoint's training data) is not here: using the shipped CIFAR-10 mini set {} ({validate}; 1000 test images); pass --data for the full set",
                 meta.data_path.display(),
                 m.display()
             ));
             Ok(m)
         }
-        _ => anyhow::bail!("{} (the checkpoint's training data) is not here: pass --data", meta.data_path.display()),
+        None => anyhow::bail!("{} (the checkpoint's training data) is not here: pass --data", meta.data_path.display()),
     }
 }
 
