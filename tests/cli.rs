@@ -340,6 +340,10 @@ fn finetune_killed_mid_epoch_resumes_to_the_uninterrupted_result() {
     let o = nas(&args, &repo());
     let (out, err) = text(&o);
     assert!(o.status.success() && err.contains(&format!("from teacher {}", whole.display())), "{out}{err}");
+    // The teacher, as distillation runs it, scores what its own run last validated.
+    let metrics = std::fs::read_to_string(whole.join("metrics.csv")).unwrap();
+    let last: f64 = metrics.lines().last().unwrap().split(',').nth(4).unwrap().parse().unwrap();
+    assert!(err.contains(&format!("teacher top-1 {:.2}% on the ", 100.0 * last)), "{last}: {err}");
     let kd_losses: Vec<f64> = std::fs::read_to_string(student.join("metrics.csv"))
         .unwrap()
         .lines()

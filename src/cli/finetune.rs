@@ -109,6 +109,9 @@ pub(crate) fn run(a: Args) -> anyhow::Result<Outcome> {
         spec.supernet.as_ref().map_or_else(|| "scratch".to_string(), |p| p.display().to_string()),
         out.display()
     );
+    if let Some(t) = trainer.teacher_top1() {
+        eprintln!("teacher top-1 {:.2}% on the {} validation images (BN recalibrated)", 100.0 * t, trainer.splits.val.len());
+    }
     if trainer.epoch >= trainer.experiment.train.epochs {
         eprintln!("nothing to do: {} of {} epochs already done", trainer.epoch, trainer.experiment.train.epochs);
     } else {

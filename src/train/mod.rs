@@ -256,6 +256,8 @@ struct Finetune {
     /// The teacher (the supernet's largest subnet, or [`FinetuneSpec::teacher`]'s network)
     /// with recalibrated BN (inference device), when `kd_weight > 0`.
     teacher: Option<(Supernet, Network)>,
+    /// The teacher's top-1 on the validation images, measured once when it is loaded.
+    teacher_top1: Option<f64>,
     /// The exponential moving average of the weights (inference device), when
     /// `ema_decay > 0`.
     ema: Option<Supernet>,
@@ -437,7 +439,7 @@ impl Trainer {
                     (Some(dir), Some(m)) => Some(checkpoint::load_ema(dir, m, &inference)?),
                     _ => Some(model.valid()),
                 };
-                Some(Finetune { spec, net, teacher: None, ema })
+                Some(Finetune { spec, net, teacher: None, teacher_top1: None, ema })
             }
             None => None,
         };
@@ -485,12 +487,21 @@ impl Trainer {
             None => self.largest.clone(),
         };
         teacher.check(&net)?;
-        let (calib, _) = self.eval_batches_with(device, false);
+        let (calib, val) = self.eval_batches_with(device, true);
         recalibrate(&teacher, &net, calib);
+        // Measured once, so a user sees the teacher is what they meant before hours of training.
+        let top1 = accuracy(&teacher, &net, val.iter().map(|(x, l)| (x.clone(), l.as_slice())));
         if let Some(f) = &mut self.finetune {
             f.teacher = Some((teacher, net));
+            f.teacher_top1 = Some(top1);
         }
         Ok(())
+    }
+
+    /// The distillation teacher's top-1 on the validation images (BN recalibrated), when there
+    /// is a teacher.
+    pub fn teacher_top1(&self) -> Option<f64> {
+        self.finetune.as_ref().and_then(|f| f.teacher_top1)
     }
 
     /// The fine-tuning spec, for a fine-tuning run.
