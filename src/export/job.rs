@@ -15,7 +15,7 @@ use crate::cost::patch::{self, PatchPlan, PatchSpec};
 use crate::data::{Dataset, Normalization, Split, batch_from_indices, split_train_val_calib};
 use crate::ir::{Network, lower};
 use crate::run_folder::{RunFolder, Start};
-use crate::supernet::eval::{checkpoint_arch, mini_held_out_for, resolve_checkpoint, resolve_data};
+use crate::supernet::eval::{checkpoint_arch, load_held_out, resolve_checkpoint, resolve_data, validation_source};
 use crate::supernet::{DeviceChoice, batch_tensor, recalibrate};
 use crate::train::{EVAL_BATCH, check_data, checkpoint, load_data};
 
@@ -177,9 +177,7 @@ pub fn export(r: &ExportRequest, log: &mut dyn FnMut(&str)) -> anyhow::Result<Ex
     let train = load_data(&data_path, Split::Train)?;
     check_data(&train, &meta.space)?;
     let exp = &meta.experiment;
-    let held = mini_held_out_for(&data_path, exp).filter(|_| !r.test_split);
-    // Separate held-out images leave every training image to calibration.
-    let val_fraction = if held.is_some() { 0.0 } else { exp.data.val_fraction };
+    let (held, val_fraction) = validation_source(&data_path, exp, r.test_split);
     let splits = split_train_val_calib(&train, val_fraction, r.calib, exp.train.seed)
         .with_context(|| format!("splitting {}", data_path.display()))?;
     let norm = &meta.normalization;
@@ -196,8 +194,7 @@ pub fn export(r: &ExportRequest, log: &mut dyn FnMut(&str)) -> anyhow::Result<Ex
         let all = (0..test.len()).collect();
         (test, all)
     } else if let Some(held) = held {
-        let held = load_data(&held, Split::Test)?;
-        check_data(&held, &meta.space)?;
+        let held = load_held_out(&held, &meta.space, &train)?;
         let all = (0..held.len()).collect();
         (held, all)
     } else {

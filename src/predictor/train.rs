@@ -105,8 +105,9 @@ pub fn open(
     let mut data = crate::fingerprint::Fnv::default();
     hash_dataset(&mut data, &o.train);
     let (normalization, weights) = (format!("{:?}", o.meta.normalization), o.weights.clone());
-    let mut measured_from = o.data_path.clone();
-    let (evaluator, n_val, what) = if let Some((held, what)) = separate_held_out(&o, held_out, &mut measured_from)? {
+    let separate = separate_held_out(&o, held_out)?;
+    let measured_from = separate.as_ref().map_or_else(|| o.data_path.clone(), |(_, _, from)| from.clone());
+    let (evaluator, n_val, what) = if let Some((held, what, _)) = separate {
         hash_dataset(&mut data, &held);
         let n = if max_val == 0 { held.len() } else { max_val.min(held.len()) };
         let idx = seeded_subset(held.len(), n, exp.train.seed);
@@ -150,19 +151,15 @@ pub fn open(
 }
 
 /// The scored images when they are not the run's validation split: the test split, or the given
-/// held-out images (checked against the space; `from` becomes their path).
+/// held-out images (checked against the space), with what they are and where they come from.
 fn separate_held_out(
     o: &OpenedCheckpoint,
     held_out: &HeldOut,
-    from: &mut PathBuf,
-) -> Result<Option<(crate::data::Dataset, &'static str)>, TrainError> {
+) -> Result<Option<(crate::data::Dataset, &'static str, PathBuf)>, TrainError> {
     match held_out {
         HeldOut::Validation => Ok(None),
-        HeldOut::Test => Ok(Some((o.load_test()?, "test images"))),
-        HeldOut::Images(path) => {
-            *from = path.clone();
-            Ok(Some((o.load_held_out(path)?, "held-out validation images")))
-        }
+        HeldOut::Test => Ok(Some((o.load_test()?, "test images", o.data_path.clone()))),
+        HeldOut::Images(path) => Ok(Some((o.load_held_out(path)?, "held-out validation images", path.clone()))),
     }
 }
 

@@ -46,9 +46,7 @@ impl SubnetEvaluator {
     pub fn new(checkpoint: &Path, data: Option<&Path>, split: Split, calib: usize, device: DeviceChoice) -> Result<Self, TrainError> {
         let o = OpenedCheckpoint::open(checkpoint, data, calib, device)?;
         let exp = &o.meta.experiment;
-        let held = mini_held_out_for(&o.data_path, exp).filter(|_| split == Split::Train);
-        // Separate held-out images leave every training image to calibration.
-        let val_fraction = if held.is_some() { 0.0 } else { exp.data.val_fraction };
+        let (held, val_fraction) = validation_source(&o.data_path, exp, split == Split::Test);
         let splits = split_train_val_calib(&o.train, val_fraction, calib, exp.train.seed)
             .map_err(|source| TrainError::Data { path: o.data_path.clone(), source })?;
         let (norm, device) = (&o.meta.normalization, &o.device);
@@ -177,18 +175,24 @@ impl OpenedCheckpoint {
     /// Separate held-out images at `path` (a `test/` or `val/` folder, or an archive of one),
     /// checked against the space and against the training data's classes.
     pub fn load_held_out(&self, path: &Path) -> Result<Dataset, TrainError> {
-        let held = load_data(path, Split::Test)?;
-        check_data(&held, &self.meta.space)?;
-        if held.class_names != self.train.class_names {
-            return Err(TrainError::Config(format!(
-                "{}: classes {:?} differ from the training data's {:?}",
-                path.display(),
-                held.class_names,
-                self.train.class_names
-            )));
-        }
-        Ok(held)
+        load_held_out(path, &self.meta.space, &self.train)
     }
+}
+
+/// Separate held-out images at `path` (a `test/` or `val/` folder, or an archive of one),
+/// checked against `space` and against the classes of the training data `train`.
+pub fn load_held_out(path: &Path, space: &SearchSpace, train: &Dataset) -> Result<Dataset, TrainError> {
+    let held = load_data(path, Split::Test)?;
+    check_data(&held, space)?;
+    if held.class_names != train.class_names {
+        return Err(TrainError::Config(format!(
+            "{}: classes {:?} differ from the training data's {:?}",
+            path.display(),
+            held.class_names,
+            train.class_names
+        )));
+    }
+    Ok(held)
 }
 
 fn to_batches(ds: &Dataset, idx: &[usize], norm: &Normalization, device: &Device) -> Vec<Tensor<4>> {
@@ -212,6 +216,17 @@ pub fn mini_held_out_for(data: &Path, exp: &crate::train::experiment::Experiment
     let same = |a: &Path, b: &Path| matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y);
     let drawn_from = exp.data.path.file_name().is_some_and(|n| n == "cifar10-jpg") && exp.data.val_fraction == 0.1 && exp.train.seed == 0;
     crate::assets::mini_data().filter(|mini| drawn_from && same(data, mini)).and_then(|_| crate::assets::mini_held_out())
+}
+
+/// Where a run's validation images come from when it is not scored on the test split: the
+/// mini set's held-out archive ([`mini_held_out_for`]), or the run's own split of the training
+/// data; and the validation fraction to split the training data by (0 with separate images,
+/// which leave every training image to calibration).
+pub fn validation_source(data: &Path, exp: &crate::train::experiment::Experiment, test: bool) -> (Option<PathBuf>, f64) {
+    match mini_held_out_for(data, exp).filter(|_| !test) {
+        Some(held) => (Some(held), 0.0),
+        None => (None, exp.data.val_fraction),
+    }
 }
 
 /// The checkpoint to read: `ckpt` (`--checkpoint`), else the shipped supernet of the space of

@@ -487,13 +487,15 @@ impl Trainer {
             None => self.largest.clone(),
         };
         teacher.check(&net)?;
-        let (calib, val) = self.eval_batches_with(device, true);
+        // Measured once, by the process that prints, so a user sees the teacher is what they
+        // meant before hours of training.
+        let root = self.parallel.is_root();
+        let (calib, val) = self.eval_batches_with(device, root);
         recalibrate(&teacher, &net, calib);
-        // Measured once, so a user sees the teacher is what they meant before hours of training.
-        let top1 = accuracy(&teacher, &net, val.iter().map(|(x, l)| (x.clone(), l.as_slice())));
+        let top1 = root.then(|| accuracy(&teacher, &net, val.iter().map(|(x, l)| (x.clone(), l.as_slice()))));
         if let Some(f) = &mut self.finetune {
             f.teacher = Some((teacher, net));
-            f.teacher_top1 = Some(top1);
+            f.teacher_top1 = top1;
         }
         Ok(())
     }
